@@ -1,0 +1,3 @@
+"""Score networks and discriminators; importing this package registers them with gin."""
+
+from asm_tf.models import mlp  # noqa: F401

@@ -1,0 +1,32 @@
+"""MLPs for 2-D toy data (SPEC 4.4): the score network and the discriminator share one shape."""
+
+import gin
+import keras
+
+from asm_tf.models.initializers import torch_default_bias, torch_default_kernel
+
+
+class ToyMLP(keras.Model):
+    """in -> hidden x depth (LeakyReLU 0.01) -> out; `out_dim=None` gives the input's width (a score network)."""
+
+    def __init__(self, hidden=512, depth=3, out_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.depth, self.out_dim = hidden, depth, out_dim
+
+    def build(self, input_shape):
+        widths = [input_shape[-1]] + [self.hidden] * self.depth + [self.out_dim or input_shape[-1]]
+        self.dense_layers = [
+            keras.layers.Dense(n_out, kernel_initializer=torch_default_kernel(),
+                               bias_initializer=torch_default_bias(n_in))
+            for n_in, n_out in zip(widths[:-1], widths[1:])]
+        for layer, n_in in zip(self.dense_layers, widths[:-1]):
+            layer.build((None, n_in))
+        super().build(input_shape)
+
+    def call(self, x, training=False):
+        for layer in self.dense_layers[:-1]:
+            x = keras.ops.leaky_relu(layer(x), negative_slope=0.01)
+        return self.dense_layers[-1](x)
+
+
+gin.external_configurable(ToyMLP)

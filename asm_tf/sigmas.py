@@ -1,0 +1,102 @@
+"""Noise schedules, the CAS grid refinement, CAS step-size bounds and step-size extrapolation.
+
+Notation (SPEC 1.1, 1.5, 1.7): sigma_1 > ... > sigma_L are the noise levels, epsilon the step size,
+eta = epsilon / sigma_L^2, n_sigma the steps per level (ALS) or the grid refinement factor (CAS).
+"""
+
+import dataclasses
+
+import gin
+import numpy as np
+
+SPACINGS = ("geometric", "linear")
+
+
+def ladder(sigma_begin, sigma_end, num_levels, spacing="geometric"):
+    """Decreasing noise levels from `sigma_begin` to `sigma_end` (both included), float64."""
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if not sigma_begin > sigma_end > 0:
+        raise ValueError(f"need sigma_begin > sigma_end > 0, got {sigma_begin} and {sigma_end}")
+    if num_levels < 2:
+        raise ValueError(f"need at least 2 noise levels, got {num_levels}")
+    space = np.geomspace if spacing == "geometric" else np.linspace
+    return space(float(sigma_begin), float(sigma_end), int(num_levels))
+
+
+def refined_num_levels(num_levels, n_sigma):
+    """L' = (L - 1) * n_sigma + 1: the CAS grid keeps both end points and divides each interval."""
+    if n_sigma < 1:
+        raise ValueError(f"n_sigma must be at least 1, got {n_sigma}")
+    return (num_levels - 1) * n_sigma + 1
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class NoiseSchedule:
+    """The training noise levels; `refined(n)` gives the CAS sampling grid."""
+
+    sigma_begin: float = 50.0
+    sigma_end: float = 0.01
+    num_levels: int = 232
+    spacing: str = "geometric"
+
+    def __post_init__(self):
+        ladder(self.sigma_begin, self.sigma_end, self.num_levels, self.spacing)  # validates
+
+    def sigmas(self):
+        return ladder(self.sigma_begin, self.sigma_end, self.num_levels, self.spacing)
+
+    def refined(self, n_sigma):
+        levels = refined_num_levels(self.num_levels, n_sigma)
+        return ladder(self.sigma_begin, self.sigma_end, levels, self.spacing)
+
+
+def min_ratio(sigmas):
+    """The smallest ratio sigma_{i+1} / sigma_i (all equal on a geometric grid)."""
+    sigmas = np.asarray(sigmas, np.float64)
+    return float(np.min(sigmas[1:] / sigmas[:-1]))
+
+
+def cas_step_size_bounds(sigmas):
+    """Open interval (sigma_L^2 (1 - gamma), sigma_L^2 (1 + gamma)) of valid CAS step sizes on `sigmas`."""
+    gamma = min_ratio(sigmas)
+    last = float(sigmas[-1]) ** 2
+    return last * (1.0 - gamma), last * (1.0 + gamma)
+
+
+def check_cas_step_size(step_size, sigmas):
+    """Raises ValueError naming the valid interval unless CAS's noise coefficient beta is real."""
+    low, high = cas_step_size_bounds(sigmas)
+    if not low < step_size < high:
+        raise ValueError(
+            f"step size {step_size:.6g} is outside the CAS bounds for this grid of {len(sigmas)} levels "
+            f"(sigma_L = {sigmas[-1]:.6g}, gamma = {min_ratio(sigmas):.6f}): choose a step size strictly "
+            f"between {low:.6g} and {high:.6g}, i.e. sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma)")
+
+
+def cas_coefficients(step_size, sigmas):
+    """(eta, beta) of CAS: eta = eps / sigma_L^2; beta_i = sqrt(1 - ((1 - eta) / gamma_i)^2), one per transition."""
+    check_cas_step_size(step_size, sigmas)
+    sigmas = np.asarray(sigmas, np.float64)
+    eta = step_size / sigmas[-1] ** 2
+    gammas = sigmas[1:] / sigmas[:-1]
+    beta = np.sqrt(1.0 - ((1.0 - eta) / gammas) ** 2)
+    return float(eta), beta
+
+
+def extrapolate_step_size(step_size, *, sampler, n_from, n_to, sigma_end):
+    """Carries a step size tuned at `n_from` steps per level to `n_to` (SPEC 1.7).
+
+    ALS keeps eps * n_sigma fixed. CAS keeps the signal contraction per original level,
+    (1 - eta_n)^n constant: a reconstruction of the paper's Appendix B, not yet checked against its text.
+    """
+    if sampler == "als":
+        return step_size * n_from / n_to
+    if sampler == "cas":
+        eta_from = step_size / sigma_end**2
+        if not 0 < eta_from < 1:
+            raise ValueError(f"CAS extrapolation needs 0 < eps / sigma_L^2 < 1, got {eta_from:.6g}")
+        eta_to = 1.0 - (1.0 - eta_from) ** (n_from / n_to)
+        return sigma_end**2 * eta_to
+    raise ValueError(f"sampler must be 'als' or 'cas', got {sampler!r}")

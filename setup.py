@@ -1,0 +1,41 @@
+"""asm-tf: adversarial score matching and consistent annealed sampling in TensorFlow 2 / Keras 3."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "tensorflow-cpu==2.21.0",
+    "keras==3.15.1",
+    "tensorboard==2.21.0",
+    "tensorflow-datasets==4.9.10",
+    "importlib_resources==7.1.0",
+    "gin-config==0.5.0",
+    "absl-py==2.5.1",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "pillow==13.0.0",
+    "matplotlib==3.11.2",
+    "scikit-learn==1.9.1",
+]
+
+setuptools.setup(
+    name="asm-tf",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["asm_tf", "asm_tf.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        # GPU machines: the CUDA build of the same TensorFlow release (uninstall tensorflow-cpu first).
+        "gpu": ["tensorflow[and-cuda]==2.21.0"],
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
+    },
+    entry_points={
+        "console_scripts": [
+            "asm-train=asm_tf.cli.train:run",
+            "asm-sample=asm_tf.cli.sample:run",
+        ],
+    },
+)
