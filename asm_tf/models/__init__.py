@@ -2,3 +2,4 @@
 
 from asm_tf.models import mlp  # noqa: F401
 from asm_tf.models import discriminator  # noqa: F401
+from asm_tf.models import ncsnv2, unet  # noqa: F401

@@ -1,0 +1,357 @@
+"""Building blocks of the image score networks (SPEC 4.1, 4.2), NHWC, written for speed on CPU.
+
+Convolutions call `tf.nn.conv2d` directly (Keras' Conv2D is 22-34% slower for dilated kernels here), the
+norms fold their statistics and affine parameters into one scale and one shift per (example, channel),
+and bilinear resizing uses the align-corners kernel of the reference. Composite layers create and build
+their children in `build`, so `model.build(shape)` creates every weight without running a forward pass.
+"""
+
+import keras
+import tensorflow as tf
+
+from asm_tf.models.initializers import torch_default_bias, torch_default_kernel
+
+
+def channels_shape(channels):
+    """An NHWC shape with unknown batch and spatial sizes, for building a layer from its channel count."""
+    return (None, None, None, channels)
+
+
+def swish(x):
+    """x * sigmoid(x) (measured faster than keras.ops.silu here)."""
+    return x * tf.sigmoid(x)
+
+
+def _l2_normalize(v):
+    return tf.math.l2_normalize(v, epsilon=1e-24)
+
+
+class Conv(keras.layers.Layer):
+    """2-D convolution (NHWC) calling `tf.nn.conv2d` directly.
+
+    `padding` is "same" or an int p (p zeros on every side, as PyTorch's `padding=p`; this differs from
+    "same" for strided convolutions). Initialisers default to PyTorch's (SPEC 4.1); the bias default
+    depends on the fan-in and is made in `build`.
+
+    `spectral_norm=True` divides the kernel by its largest singular value, estimated as in PyTorch's
+    `spectral_norm` with one power iteration per training call (the vector u is a non-trainable weight).
+    Outside training the stored u is used without updating it.
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, dilation=1, padding="same", use_bias=True,
+                 kernel_initializer=None, bias_initializer=None, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        if padding != "same" and not isinstance(padding, int):
+            raise ValueError(f"Conv padding must be 'same' or an int, got {padding!r}")
+        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+        self.dilation, self.padding, self.use_bias = dilation, padding, use_bias
+        self.kernel_initializer = kernel_initializer or torch_default_kernel()
+        self.bias_initializer = bias_initializer
+        self.spectral_norm = spectral_norm
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        self.kernel = self.add_weight(
+            shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
+            initializer=self.kernel_initializer, name="kernel")
+        if self.use_bias:
+            fan_in = self.kernel_size * self.kernel_size * in_channels
+            self.bias = self.add_weight(
+                shape=(self.filters,), initializer=self.bias_initializer or torch_default_bias(fan_in),
+                name="bias")
+        if self.spectral_norm:
+            self.sn_u = self.add_weight(
+                shape=(self.filters,), initializer=keras.initializers.RandomNormal(), trainable=False,
+                aggregation="only_first_replica", name="sn_u")
+        if self.padding == "same":
+            self._tf_padding = "SAME"
+        else:
+            p = self.padding
+            self._tf_padding = [[0, 0], [p, p], [p, p], [0, 0]] if p else "VALID"
+
+    def normalized_kernel(self, training=False):
+        """The kernel divided by its spectral norm estimate (u, v held constant as in PyTorch)."""
+        matrix = tf.reshape(self.kernel, [-1, self.filters])
+        u = _l2_normalize(tf.convert_to_tensor(self.sn_u))
+        v = tf.stop_gradient(_l2_normalize(tf.linalg.matvec(matrix, u)))
+        if training:
+            u = tf.stop_gradient(_l2_normalize(tf.linalg.matvec(matrix, v, transpose_a=True)))
+            self.sn_u.assign(u)
+        sigma = tf.tensordot(u, tf.linalg.matvec(matrix, v, transpose_a=True), axes=1)
+        return self.kernel / sigma
+
+    def call(self, x, training=False):
+        kernel = self.normalized_kernel(training) if self.spectral_norm else self.kernel
+        y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self._tf_padding,
+                         dilations=self.dilation)
+        return tf.nn.bias_add(y, self.bias) if self.use_bias else y
+
+
+class InstanceNormPlusPlus(keras.layers.Layer):
+    """Unconditional InstanceNorm++ (SPEC 4.1).
+
+    out = gamma * (instance_norm(x) + alpha * m) + beta, where m standardises the per-channel spatial
+    means across the channels of the same example with the unbiased variance. alpha, gamma ~ N(1, 0.02),
+    beta = 0. Computed as one multiply-add over x.
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels < 2:
+            raise ValueError("InstanceNorm++ needs at least 2 channels (it takes a variance across channels)")
+        near_one = keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
+        self.alpha = self.add_weight(shape=(channels,), initializer=near_one, name="alpha")
+        self.gamma = self.add_weight(shape=(channels,), initializer=near_one, name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        means, variances = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        channels = x.shape[-1]
+        centred_means = means - tf.reduce_mean(means, axis=-1, keepdims=True)
+        means_variance = tf.reduce_sum(tf.square(centred_means), axis=-1, keepdims=True) / (channels - 1)
+        standardised_means = centred_means * tf.math.rsqrt(means_variance + self.epsilon)
+        inv_std = tf.math.rsqrt(variances + self.epsilon)
+        scale = self.gamma * inv_std
+        shift = self.gamma * (self.alpha * standardised_means - means * inv_std) + self.beta
+        return x * scale + shift
+
+
+class GroupNorm(keras.layers.Layer):
+    """Group normalisation (gamma = 1, beta = 0 at init) from moments over a reshaped view of x.
+
+    Measured faster than keras.layers.GroupNormalization on this CPU.
+    """
+
+    def __init__(self, groups=32, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.groups, self.epsilon = groups, epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels % self.groups:
+            raise ValueError(f"GroupNorm: {channels} channels do not split into {self.groups} groups; "
+                             "choose a group count that divides every channel count")
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        shape = tf.shape(x)
+        channels = x.shape[-1]
+        grouped_shape = [shape[0], shape[1], shape[2], self.groups, channels // self.groups]
+        grouped = tf.reshape(x, grouped_shape)
+        means, variances = tf.nn.moments(grouped, axes=[1, 2, 4], keepdims=True)
+        scale = tf.math.rsqrt(variances + self.epsilon) * tf.reshape(self.gamma, grouped_shape[3:])
+        shift = tf.reshape(self.beta, grouped_shape[3:]) - means * scale
+        return tf.reshape(grouped * scale + shift, shape)
+
+
+class ConvMeanPool(keras.layers.Layer):
+    """A stride-1 convolution, then the mean of the four stride-2 sub-grids (a 2x2 average pool).
+
+    An odd height (width) is first padded with one zero row (column) on top (left), as the reference's
+    `adjust_padding` does for 28x28 inputs; the reference fails on the other odd sizes.
+    """
+
+    def __init__(self, filters, kernel_size=3, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = Conv(filters, kernel_size, spectral_norm=spectral_norm)
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, x, training=False):
+        pad_top, pad_left = x.shape[1] % 2, x.shape[2] % 2
+        if pad_top or pad_left:
+            x = tf.pad(x, [[0, 0], [pad_top, 0], [pad_left, 0], [0, 0]])
+        return tf.nn.avg_pool2d(self.conv(x, training=training), 2, 2, "VALID")
+
+
+class ResidualBlock(keras.layers.Layer):
+    """Pre-activation residual block of NCSNv2: Norm, ELU, conv1, Norm, ELU, conv2, plus a shortcut.
+
+    `resample="down"` with `dilation=1` halves the size (ConvMeanPool, 1x1 ConvMeanPool shortcut); with a
+    dilation > 1 it keeps the size and uses dilated 3x3 convolutions and a dilated 3x3 shortcut (SPEC 4.1).
+    Without resampling the shortcut is the identity (or a 1x1 conv when the channel count changes).
+    """
+
+    def __init__(self, filters, resample=None, dilation=1, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        if resample not in (None, "down"):
+            raise ValueError(f"ResidualBlock resample must be None or 'down', got {resample!r}")
+        self.filters, self.resample, self.dilation = filters, resample, dilation
+        self.spectral_norm = spectral_norm
+
+    def _conv(self, filters, kernel_size=3):
+        return Conv(filters, kernel_size, dilation=self.dilation if kernel_size > 1 else 1,
+                    spectral_norm=self.spectral_norm)
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        mid_channels = in_channels if self.resample else self.filters
+        self.norm1, self.norm2 = InstanceNormPlusPlus(), InstanceNormPlusPlus()
+        self.conv1 = self._conv(mid_channels)
+        self.shortcut = None
+        if self.resample and self.dilation == 1:
+            self.conv2 = ConvMeanPool(self.filters, 3, spectral_norm=self.spectral_norm)
+            self.shortcut = ConvMeanPool(self.filters, 1, spectral_norm=self.spectral_norm)
+        else:
+            self.conv2 = self._conv(self.filters)
+            if self.resample:
+                self.shortcut = self._conv(self.filters, 3)
+            elif in_channels != self.filters:
+                self.shortcut = self._conv(self.filters, 1)
+        for layer, channels in [(self.norm1, in_channels), (self.conv1, in_channels),
+                                (self.norm2, mid_channels), (self.conv2, mid_channels)]:
+            layer.build(channels_shape(channels))
+        if self.shortcut is not None:
+            self.shortcut.build(channels_shape(in_channels))
+
+    def call(self, x, training=False):
+        h = self.conv1(tf.nn.elu(self.norm1(x)), training=training)
+        h = self.conv2(tf.nn.elu(self.norm2(h)), training=training)
+        shortcut = x if self.shortcut is None else self.shortcut(x, training=training)
+        return shortcut + h
+
+
+class ResidualConvUnits(keras.layers.Layer):
+    """RefineNet RCU: `units` times x <- x + conv(ELU(conv(ELU(x)))), 3x3 convs without bias."""
+
+    def __init__(self, units, stages=2, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.stages, self.spectral_norm = units, stages, spectral_norm
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.convs = [[Conv(channels, 3, use_bias=False, spectral_norm=self.spectral_norm)
+                       for _ in range(self.stages)] for _ in range(self.units)]
+        for unit in self.convs:
+            for conv in unit:
+                conv.build(channels_shape(channels))
+
+    def call(self, x, training=False):
+        for unit in self.convs:
+            h = x
+            for conv in unit:
+                h = conv(tf.nn.elu(h), training=training)
+            x = x + h
+        return x
+
+
+class ChainedResidualPooling(keras.layers.Layer):
+    """RefineNet CRP: x = ELU(x); then `stages` times path = conv(maxpool5x5(path)), x += path."""
+
+    def __init__(self, stages=2, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.stages, self.spectral_norm = stages, spectral_norm
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.convs = [Conv(channels, 3, use_bias=False, spectral_norm=self.spectral_norm)
+                      for _ in range(self.stages)]
+        for conv in self.convs:
+            conv.build(channels_shape(channels))
+
+    def call(self, x, training=False):
+        x = tf.nn.elu(x)
+        path = x
+        for conv in self.convs:
+            path = conv(tf.nn.max_pool2d(path, 5, 1, "SAME"), training=training)
+            x = x + path
+        return x
+
+
+def resize_align_corners(x, like):
+    """Bilinear resize of x to the spatial size of `like`, with align_corners=True (as the reference)."""
+    if None not in x.shape[1:3] and x.shape[1:3] == like.shape[1:3]:
+        return x
+    return tf.raw_ops.ResizeBilinear(images=x, size=tf.shape(like)[1:3], align_corners=True,
+                                     half_pixel_centers=False)
+
+
+class MultiResolutionFusion(keras.layers.Layer):
+    """RefineNet MSF: a 3x3 conv (with bias) per input to `features`, resized to the first input's size, summed."""
+
+    def __init__(self, features, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.features, self.spectral_norm = features, spectral_norm
+
+    def build(self, input_shapes):
+        self.convs = [Conv(self.features, 3, spectral_norm=self.spectral_norm) for _ in input_shapes]
+        for conv, shape in zip(self.convs, input_shapes):
+            conv.build(channels_shape(shape[-1]))
+
+    def call(self, xs, training=False):
+        return tf.add_n([resize_align_corners(conv(x, training=training), xs[0])
+                         for conv, x in zip(self.convs, xs)])
+
+
+class RefineBlock(keras.layers.Layer):
+    """RefineNet block over a list of inputs (the first one sets the output size; SPEC 4.1).
+
+    Each input goes through 2 RCUs; several inputs are fused by MSF (a single input must already have
+    `features` channels); then CRP and the output RCUs (3 units for the last block, `end=True`, else 1).
+    """
+
+    def __init__(self, features, end=False, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.features, self.end, self.spectral_norm = features, end, spectral_norm
+
+    def build(self, input_shapes):
+        self.adapt = [ResidualConvUnits(2, spectral_norm=self.spectral_norm) for _ in input_shapes]
+        for rcu, shape in zip(self.adapt, input_shapes):
+            rcu.build(channels_shape(shape[-1]))
+        if len(input_shapes) > 1:
+            self.fusion = MultiResolutionFusion(self.features, spectral_norm=self.spectral_norm)
+            self.fusion.build([channels_shape(shape[-1]) for shape in input_shapes])
+        else:
+            self.fusion = None
+            if input_shapes[0][-1] != self.features:
+                raise ValueError(f"a single-input RefineBlock needs {self.features} input channels, "
+                                 f"got {input_shapes[0][-1]}")
+        self.pooling = ChainedResidualPooling(spectral_norm=self.spectral_norm)
+        self.output_units = ResidualConvUnits(3 if self.end else 1, spectral_norm=self.spectral_norm)
+        self.pooling.build(channels_shape(self.features))
+        self.output_units.build(channels_shape(self.features))
+
+    def call(self, xs, training=False):
+        hs = [rcu(x, training=training) for rcu, x in zip(self.adapt, xs)]
+        h = self.fusion(hs, training=training) if self.fusion is not None else hs[0]
+        return self.output_units(self.pooling(h, training=training), training=training)
+
+
+class SelfAttention(keras.layers.Layer):
+    """Single-head self-attention over all positions (UNet, SPEC 4.2), with a residual connection.
+
+    GroupNorm, then q, k, v by 1x1 linear maps, softmax(q k^T / sqrt(C)) v, an output 1x1 map, plus x.
+    """
+
+    def __init__(self, norm_groups=32, kernel_initializer=None, output_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.norm_groups = norm_groups
+        self.kernel_initializer = kernel_initializer or torch_default_kernel()
+        self.output_initializer = output_initializer or self.kernel_initializer
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.norm = GroupNorm(self.norm_groups)
+        self.norm.build(input_shape)
+        self.kernels, self.biases = [], []
+        for name in ("query", "key", "value", "output"):
+            initializer = self.output_initializer if name == "output" else self.kernel_initializer
+            self.kernels.append(self.add_weight(shape=(channels, channels), initializer=initializer,
+                                                name=f"{name}_kernel"))
+            self.biases.append(self.add_weight(shape=(channels,), initializer="zeros", name=f"{name}_bias"))
+
+    def call(self, x):
+        shape = tf.shape(x)
+        channels = x.shape[-1]
+        h = tf.reshape(self.norm(x), [shape[0], shape[1] * shape[2], channels])
+        qkv = tf.matmul(h, tf.concat(self.kernels[:3], axis=1)) + tf.concat(self.biases[:3], axis=0)
+        q, k, v = tf.split(qkv, 3, axis=-1)
+        weights = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * channels ** -0.5, axis=-1)
+        h = tf.matmul(tf.matmul(weights, v), self.kernels[3]) + self.biases[3]
+        return x + tf.reshape(h, shape)
