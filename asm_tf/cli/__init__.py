@@ -1,0 +1,1 @@
+"""Command-line entry points: asm-train, asm-sample (absl flags + gin)."""

@@ -1,0 +1,85 @@
+"""Pieces shared by the command-line tools: gin parsing, one-line errors, seed lists, workdir config."""
+
+import difflib
+import os
+import sys
+
+import gin
+
+from asm_tf.experiment import CONFIG_FILE
+
+
+class UserError(Exception):
+    """A mistake in the command line or the configuration, reported as one line without a traceback."""
+
+
+def main_with_errors(program, main):
+    """Wraps an absl main so that UserError (and file/config errors) exit with one line on stderr."""
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except (UserError, FileNotFoundError, ValueError) as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"{program}: error: {message}", file=sys.stderr)
+            sys.exit(2)
+    return wrapped
+
+
+def parse_gin(files, bindings):
+    """Parses gin files and bindings, turning gin's errors into one-line UserErrors."""
+    for path in files:
+        if not os.path.exists(path):
+            raise UserError(f"gin file {path} not found (give a path such as gin_configs/toy2d_swissroll.gin)")
+        gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))  # for `include`s beside it
+    try:
+        gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
+    except (ValueError, SyntaxError) as error:
+        raise UserError(f"bad gin configuration: {_first_line(error)}") from error
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def parse_seeds(text):
+    """'0-4999', '3,7,11' or '0-9,100-109' -> list of int seeds (ranges include both ends)."""
+    seeds = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if "-" in part[1:]:
+                first, last = part.split("-", 1) if not part.startswith("-") else (part, part)
+                first, last = int(first), int(last)
+                if last < first:
+                    raise ValueError
+                seeds.extend(range(first, last + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise UserError(f"cannot parse seeds {text!r}: use a range such as 0-4999, a list such as 1,5,9, "
+                        "or both such as 0-9,100") from None
+    if not seeds:
+        raise UserError(f"no seeds in {text!r}")
+    return seeds
+
+
+def check_workdir_config(workdir, config_text, allow_change=False):
+    """Refuses to resume a workdir that holds a run of another configuration, unless allowed."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = f.read()
+        if saved != config_text:
+            diff = [line for line in difflib.unified_diff(saved.splitlines(), config_text.splitlines(),
+                                                          "saved", "new", lineterm="", n=0)
+                    if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+            if not allow_change:
+                raise UserError(f"{workdir} holds a run of another configuration ({'; '.join(diff)}): "
+                                "use a new --workdir, or pass --allow_config_change to resume with the new one")
+            print("configuration changed on resume:\n  " + "\n  ".join(diff), flush=True)
+
+
+def save_config(workdir, config_text):
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(config_text)

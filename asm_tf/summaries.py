@@ -1,0 +1,67 @@
+"""TensorBoard summaries and the pictures shared by training previews and `asm-sample`."""
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def image_grid(images, columns=None):
+    """Tiles images [N, H, W, C] in [0, 1] into one uint8 grid [rows * H, columns * W, C]."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * h, columns * w, c), np.uint8)
+    for k, image in enumerate(to_uint8(images)):
+        r, col = divmod(k, columns)
+        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+    return grid
+
+
+def to_uint8(images):
+    """[0, 1] floats to uint8 exactly as a PNG stores them: round(255 x) after clipping."""
+    return np.round(np.clip(np.asarray(images), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def scatter_plot(points, reference=None, title=None, limit=3.0):
+    """A PNG-ready uint8 RGB picture of 2-D points (green) over optional reference points (orange)."""
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    if reference is not None:
+        ax.scatter(reference[:, 0], reference[:, 1], s=2, c="tab:orange", marker="+", label="real")
+    ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:green", marker="+", label="generated")
+    ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", title=title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def picture(samples, kind, title=None):
+    """One uint8 picture of a batch: an image grid, or a scatter plot of 2-D points."""
+    return image_grid(samples) if kind == "image" else scatter_plot(samples, title=title)
+
+
+def save_png(array, path):
+    """Writes a uint8 [H, W, C] array (C = 1 or 3) as a PNG."""
+    array = np.asarray(array)
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+
+
+def write_scalars(writer, scalars, step):
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+
+
+def write_samples(writer, batches, kind, step):
+    """One image summary per named batch (e.g. samples, denoised)."""
+    with writer.as_default(step=step):
+        for name, samples in batches.items():
+            tf.summary.image(name, picture(samples, kind, title=name)[None], step=step)

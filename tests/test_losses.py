@@ -1,0 +1,59 @@
+import numpy as np
+import tensorflow as tf
+
+from asm_tf import losses
+from asm_tf.score import ScoreModel
+
+
+class Scale(tf.Module):
+    """net(x) = w * x: a network whose DSM loss is easy to compute by hand."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = tf.Variable(w)
+
+    def __call__(self, x, training=False):
+        return self.w * x
+
+
+def test_dsm_loss_on_a_hand_computed_case():
+    x = tf.constant([[1.0, 2.0], [0.0, -1.0]])
+    z = tf.constant([[0.5, -1.0], [2.0, 0.0]])
+    sigma = tf.constant([0.1, 1.0])
+    result = losses.dsm_loss(ScoreModel(Scale(-0.5)), x, sigma, z)
+    noisy = np.array([[1.05, 1.9], [2.0, -1.0]])
+    out = -0.5 * noisy
+    expected = 0.5 * np.sum((out + z.numpy()) ** 2, axis=1)
+    np.testing.assert_allclose(result.loss.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(result.noisy.numpy(), noisy, rtol=1e-6)
+    np.testing.assert_allclose(result.denoised.numpy(), noisy + np.array([[0.1], [1.0]]) * out, rtol=1e-6)
+    # Per example [0.5 * ((-0.525+0.5)^2 + (-0.95-1)^2), 0.5 * ((-1+2)^2 + (0.5)^2)]:
+    np.testing.assert_allclose(expected, [0.5 * (0.025**2 + 1.95**2), 0.5 * (1.0 + 0.25)], rtol=1e-6)
+
+
+def test_the_perfect_network_has_zero_loss_and_denoises_exactly():
+    x = tf.random.stateless_normal([4, 3, 3, 1], seed=[1, 2])
+    z = tf.random.stateless_normal([4, 3, 3, 1], seed=[3, 4])
+    sigma = tf.constant([0.5, 1.0, 2.0, 4.0])
+
+    class Oracle(tf.Module):
+        takes_sigma = True
+
+        def __call__(self, noisy, s, training=False):
+            return -(noisy - x) / tf.reshape(s, [-1, 1, 1, 1])
+
+    result = losses.dsm_loss(ScoreModel(Oracle()), x, sigma, z)
+    np.testing.assert_allclose(result.loss.numpy(), 0.0, atol=1e-8)
+    np.testing.assert_allclose(result.denoised.numpy(), x.numpy(), atol=1e-5)
+
+
+def test_levels_are_uniform_and_noise_is_per_example():
+    seeds = tf.stack([tf.zeros(4000, tf.int64), tf.range(4000, dtype=tf.int64)], axis=1)
+    sigma_values = tf.constant([3.0, 2.0, 1.0, 0.5])
+    sigma, z = losses.draw_perturbation(seeds, [2], sigma_values)
+    counts = np.bincount(np.searchsorted(-sigma_values.numpy(), -sigma.numpy()), minlength=4)
+    assert counts.min() > 900 and counts.max() < 1100
+    assert abs(float(tf.math.reduce_std(z)) - 1.0) < 0.03
+    sigma_part, z_part = losses.draw_perturbation(seeds[10:13], [2], sigma_values)
+    np.testing.assert_array_equal(z_part.numpy(), z.numpy()[10:13])
+    np.testing.assert_array_equal(sigma_part.numpy(), sigma.numpy()[10:13])
