@@ -5,9 +5,13 @@ The quick-start dataset of the project; its labels are kept for evaluation (mode
 
 import functools
 
+import gin
 import numpy as np
 import sklearn.datasets
 import tensorflow as tf
+
+from asm_tf.data import pipeline
+from asm_tf.data.transforms import Transform
 
 IMAGE_SIZE = 16
 TEST_FRACTION = 0.2
@@ -51,3 +55,17 @@ def load_digits(split=None):
         return images.copy(), labels.copy()
     indices = _split_indices(labels, split)
     return images[indices], labels[indices]
+
+
+@gin.configurable
+def digits(split="train", random_flip=False, transform=None):
+    """The quick-start DataSource: sklearn's digits at 16x16x1 in [0, 1], held in memory.
+
+    `split`: "train" (default; the "test" images stay out for evaluation), "test", or None for all.
+    `labelled_arrays(split)` returns load_digits(split) for classifiers and mode counts.
+    """
+    images, _ = load_digits(split)
+    transform = Transform() if transform is None else transform
+    return pipeline.random_access_source(
+        name="digits", fetch=pipeline.in_memory_fetch(images), example_shape=images.shape[1:],
+        num_examples=len(images), transform=transform, random_flip=random_flip, labelled_arrays=load_digits)
