@@ -67,5 +67,5 @@ def digits(split="train", random_flip=False, transform=None):
     images, _ = load_digits(split)
     transform = Transform() if transform is None else transform
     return pipeline.random_access_source(
-        name="digits", fetch=pipeline.in_memory_fetch(images), example_shape=images.shape[1:],
+        name="digits", make_fetch=lambda: pipeline.in_memory_fetch(images), example_shape=images.shape[1:],
         num_examples=len(images), transform=transform, random_flip=random_flip, labelled_arrays=load_digits)

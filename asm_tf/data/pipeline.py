@@ -13,6 +13,8 @@ records, seeded; tf.data checkpoints the buffer and the file positions.
 Flips and dequantisation draw from per-example stateless seeds keyed by the stream position.
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -20,7 +22,7 @@ from asm_tf.data import transforms
 from asm_tf.data.source import DataSource
 
 MAX_IN_MEMORY_BYTES = 4 * 2**30
-_SHUFFLE, _FLIP, _DEQUANTIZE = 1, 2, 3
+SHUFFLE, FLIP, DEQUANTIZE = 1, 2, 3  # purposes of the run seed
 
 
 def check_batch_and_shard(batch_size, shard):
@@ -33,10 +35,14 @@ def check_batch_and_shard(batch_size, shard):
     return index, count
 
 
+def subkey(key, number):
+    """An independent stateless key [2] int64 derived from `key` [2] and an integer."""
+    return tf.cast(tf.random.experimental.stateless_fold_in(tf.cast(key, tf.int64), number), tf.int64)
+
+
 def purpose_key(seed, purpose):
     """A stateless key [2] int64 for one use (shuffle, flip, dequantisation) of the run seed."""
-    return tf.cast(tf.random.experimental.stateless_fold_in(
-        tf.constant([seed, 0], tf.int64), purpose), tf.int64)
+    return subkey(tf.constant([seed, 0], tf.int64), purpose)
 
 
 def example_seeds(key, positions):
@@ -62,7 +68,7 @@ def batch_positions(batch_index, batch_size, index, count):
 
 def finisher(seed, transform, random_flip):
     """A function (positions [B], images [B, H, W, C] uint8 or [0, 1] float) -> float32 model-space batch."""
-    flip_key, dequantize_key = purpose_key(seed, _FLIP), purpose_key(seed, _DEQUANTIZE)
+    flip_key, dequantize_key = purpose_key(seed, FLIP), purpose_key(seed, DEQUANTIZE)
 
     def finish(positions, images):
         if random_flip:
@@ -82,13 +88,13 @@ def _with_options(ds):
 
 
 def random_access_dataset(fetch, *, batch_size, seed, shard, transform, random_flip):
-    """The infinite batch stream of a random-access source.
+    """The infinite batch stream of a random-access source held in memory.
 
     `fetch(positions [B] int64, shuffle_key [2] int64)` returns the images at those stream positions
     ([B, H, W, C], uint8 or float in [0, 1]); `shuffled_indices` turns positions into example indices.
     """
     index, count = check_batch_and_shard(batch_size, shard)
-    shuffle_key = purpose_key(seed, _SHUFFLE)
+    shuffle_key = purpose_key(seed, SHUFFLE)
     finish = finisher(seed, transform, random_flip)
 
     def load_batch(batch_index):
@@ -96,6 +102,23 @@ def random_access_dataset(fetch, *, batch_size, seed, shard, transform, random_f
         return finish(positions, fetch(positions, shuffle_key))
 
     ds = tf.data.Dataset.counter().map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _with_options(ds)
+
+
+def per_example_dataset(load, num_examples, *, batch_size, seed, shard, transform, random_flip):
+    """The infinite batch stream of a random-access source read one example at a time (image files).
+
+    `load(index)` returns example `index` in [0, num_examples) as a uint8 image [H, W, C]; examples are
+    loaded in parallel.
+    """
+    index, count = check_batch_and_shard(batch_size, shard)
+    shuffle_key = purpose_key(seed, SHUFFLE)
+    finish = finisher(seed, transform, random_flip)
+    ds = tf.data.Dataset.counter().map(lambda b: batch_positions(b, batch_size, index, count)).unbatch()
+    ds = ds.map(lambda p: (p, load(shuffled_indices(p[None], num_examples, shuffle_key)[0])),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _with_options(ds)
 
 
@@ -146,12 +169,13 @@ def collect(ds, batch_size=1024):
     return np.concatenate(parts, axis=0)
 
 
-def random_access_source(*, name, fetch, example_shape, num_examples, transform, random_flip,
+def random_access_source(*, name, make_fetch, example_shape, num_examples, transform, random_flip,
                          labelled_arrays=None):
-    """A DataSource over a random-access `fetch` (see random_access_dataset)."""
+    """A DataSource over the `fetch` (see random_access_dataset) that `make_fetch()` builds on first use."""
+    make_fetch = functools.lru_cache(maxsize=None)(make_fetch)
 
     def make_dataset(batch_size, seed, shard=(0, 1)):
-        return random_access_dataset(fetch, batch_size=batch_size, seed=seed, shard=shard,
+        return random_access_dataset(make_fetch(), batch_size=batch_size, seed=seed, shard=shard,
                                      transform=transform, random_flip=random_flip)
 
     return DataSource(name=name, kind="image", example_shape=tuple(example_shape), make_dataset=make_dataset,
