@@ -8,6 +8,7 @@ import scipy.linalg
 import scipy.stats
 import tensorflow as tf
 
+from asm_tf import summaries
 from asm_tf.evaluation import fid
 from asm_tf.evaluation import inception_score as inception_score_lib
 
@@ -120,9 +121,11 @@ def test_statistics_round_trip_and_foreign_files(tmp_path):
         fid.FeatureStatistics.load(str(tmp_path / "missing.npz"))
 
 
-def test_to_uint8_quantises_like_a_png():
-    values = np.array([-0.5, 0.0, 0.5 / 255, 1.49 / 255, 0.5, 254.6 / 255, 1.0, 3.0], dtype=np.float32)
+def test_to_uint8_quantises_like_our_pngs():
+    values = np.array([-0.5, 0.0, 0.6 / 255, 1.49 / 255, 0.5, 254.6 / 255, 1.0, 3.0], dtype=np.float32)
     np.testing.assert_array_equal(fid.to_uint8(values), [0, 0, 1, 1, 128, 255, 255, 255])
+    grid = np.linspace(-0.1, 1.1, 2401, dtype=np.float32)  # includes the exact halves k + 0.5 of 255 x
+    np.testing.assert_array_equal(fid.to_uint8(grid), summaries.to_uint8(grid))
     with pytest.warns(UserWarning, match="non-finite"):
         np.testing.assert_array_equal(fid.to_uint8(np.array([np.nan, np.inf, 0.2])), [0, 0, 51])
     already = np.array([3, 200], dtype=np.uint8)

@@ -177,7 +177,9 @@ def statistics_of_features(features):
 
 
 def to_uint8(images):
-    """Images as a PNG stores them: float [0, 1] -> uint8 floor(255 * clip(x, 0, 1) + 0.5); uint8 unchanged.
+    """Images as our PNGs store them: float [0, 1] -> uint8 round(255 * clip(x, 0, 1)); uint8 unchanged.
+
+    The same rounding (half to even) as `asm_tf.summaries.to_uint8`, which writes the samples' PNGs and npz.
 
     Non-finite values (a diverged sampler) become 0 with a warning, so that they score badly instead of failing.
     """
@@ -190,7 +192,7 @@ def to_uint8(images):
     if not np.all(finite):
         warnings.warn(f"{np.size(images) - np.count_nonzero(finite)} non-finite pixel values were set to 0")
         images = np.where(finite, images, 0.0)
-    return np.floor(np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
