@@ -13,9 +13,8 @@ import importlib.resources
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from asm_tf.data import digits
+from asm_tf.data import digits, stacked_mnist
 from asm_tf.evaluation import fid
 
 NUM_DIGITS = 10
@@ -141,20 +140,6 @@ def evaluate_modes(classifier, *, samples, denoised=None, batch_size=DEFAULT_BAT
 # Training
 
 
-def mnist_arrays(*, split, data_dir=None):
-    """MNIST `split` from a prepared TFDS directory as (float32 [N, 28, 28, 1] in [0, 1], int64 labels)."""
-    try:
-        dataset = tfds.load("mnist", split=split, data_dir=data_dir, download=False, as_supervised=True)
-    except AssertionError as error:
-        raise FileNotFoundError(f"TFDS mnist is not prepared under {data_dir or tfds.core.constants.DATA_DIR}; "
-                                "prepare it once with `tfds build mnist --data_dir=DIR`") from error
-    images, labels = [], []
-    for image_batch, label_batch in tfds.as_numpy(dataset.batch(10_000)):
-        images.append(image_batch)
-        labels.append(label_batch)
-    return np.concatenate(images).astype(np.float32) / 255.0, np.concatenate(labels).astype(np.int64)
-
-
 def train_classifier(classifier, *, images, labels, epochs, batch_size, optimizer):
     """Fits `classifier` (logits) with cross-entropy; returns the Keras history. Seed Keras before building it."""
     classifier.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -187,8 +172,8 @@ def train_mnist_classifier(*, data_dir=None, epochs=14, batch_size=64, seed=0):
     Reads TFDS mnist from a prepared `data_dir`. Returns (classifier, accuracy on the MNIST test split).
     """
     keras.utils.set_random_seed(seed)
-    train_images, train_labels = mnist_arrays(split="train", data_dir=data_dir)
-    test_images, test_labels = mnist_arrays(split="test", data_dir=data_dir)
+    train_images, train_labels = stacked_mnist.load_mnist(split="train", data_dir=data_dir)
+    test_images, test_labels = stacked_mnist.load_mnist(split="test", data_dir=data_dir)
     steps_per_epoch = -(-len(train_images) // batch_size)
     schedule = keras.optimizers.schedules.ExponentialDecay(1.0, decay_steps=steps_per_epoch, decay_rate=0.7,
                                                            staircase=True)
