@@ -1,0 +1,83 @@
+"""The paper's Figure 1: the noise std during idealised sampling with a perfect score (SPEC 1.6).
+
+    python tools/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few ms
+    python tools/figure1.py --output figure1.png --simulate # also runs the library's ALS/CAS samplers
+
+The data are a point mass x*, whose perfect score is s*(x, sigma) = -(x - x*) / sigma^2. One ALS step at
+level sigma maps the std v of x - x* to sqrt((1 - eta)^2 v^2 + 2 eta sigma^2) (eta = eps / sigma_L^2), which
+settles at sigma sqrt(2 / (2 - eta)) > sigma, so ALS lags above the schedule; CAS follows it exactly.
+Defaults as in the paper: sigma 50 -> 0.01 in 232 levels, ALS eps = 2e-6 (eta = 0.02) with n_sigma
+1, 2, 5, 20, CAS eps = 2e-5 (eta = 0.2) on the grid refined 100 times.
+Panel (a): std entering each step against progress in noise levels (step / n_sigma).
+Panel (b): ALS std minus CAS std at the first step of each level.
+Writes the PNG, a CSV of every curve (--csv), and with --simulate a CSV of the measured points.
+
+--simulate runs asm_tf.sampling.als / cas with the exact score, from x ~ sigma_1 N(0, I), stopped after a
+few levels (--checkpoints), and compares the measured std with the analytic one (asm_tf.tuning).
+With CAS refined 100 times this takes a minute or two on a CPU.
+"""
+
+import argparse
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from asm_tf import sigmas, tuning  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sigma_begin", type=float, default=50.0, help="default 50 (CIFAR-10)")
+    parser.add_argument("--sigma_end", type=float, default=0.01, help="default 0.01")
+    parser.add_argument("--num_levels", type=int, default=232, help="default 232")
+    parser.add_argument("--als_step_size", type=float, default=2e-6, help="ALS eps (default 2e-6: eta = 0.02)")
+    parser.add_argument("--als_n_sigma", type=int, nargs="+", default=[1, 2, 5, 20], help="default 1 2 5 20")
+    parser.add_argument("--cas_step_size", type=float, default=2e-5, help="CAS eps (default 2e-5: eta = 0.2)")
+    parser.add_argument("--cas_n_sigma", type=int, default=100, help="CAS grid refinement (default 100)")
+    parser.add_argument("--output", default="figure1.png", help="PNG path (default figure1.png)")
+    parser.add_argument("--csv", help="curves CSV path (default: the PNG's path with .csv)")
+    parser.add_argument("--simulate", action="store_true", help="also measure the library's samplers")
+    parser.add_argument("--checkpoints", type=int, default=5, help="levels measured per curve (default 5)")
+    parser.add_argument("--samples", type=int, default=256, help="simulated samples (default 256)")
+    parser.add_argument("--dim", type=int, default=64, help="dimensions of each simulated sample (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="first sample seed (default 0)")
+    args = parser.parse_args(argv)
+    stem = os.path.splitext(args.output)[0]
+    try:
+        schedule = sigmas.NoiseSchedule(args.sigma_begin, args.sigma_end, args.num_levels)
+        curves = tuning.figure1_curves(schedule, args.als_step_size, tuple(args.als_n_sigma),
+                                       args.cas_step_size, args.cas_n_sigma)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.checkpoints < 2:
+        parser.error("--checkpoints must be at least 2")
+    csv_path = args.csv or stem + ".csv"
+    tuning.write_curves_csv(curves, csv_path)
+    for curve in curves:
+        excess = curve.at_levels() / schedule.sigmas() - 1.0
+        print(f"{curve.name:18s} final std {curve.std[-1]:.4g} (sigma_L {args.sigma_end:g}); "
+              f"std / sigma - 1 at the levels: max {excess.max():.3g}, min {excess.min():.3g}")
+    simulated = []
+    if args.simulate:
+        levels = np.unique(np.linspace(0, args.num_levels - 1, args.checkpoints).round().astype(int))
+        rows = ["curve,progress,analytic_std,simulated_std,relative_difference"]
+        for curve in curves:
+            progress, analytic, measured = tuning.simulate_noise_std(curve, levels, args.samples, args.dim, args.seed)
+            simulated.append((curve.name, progress, measured))
+            for p, a, m in zip(progress, analytic, measured):
+                rows.append(f"{curve.name},{p:g},{a:.9g},{m:.9g},{m / a - 1:.3e}")
+                print(f"{curve.name:18s} level {p:5g}: analytic {a:.5g}  simulated {m:.5g}  ({m / a - 1:+.2%})")
+        with open(stem + "_simulated.csv", "w", encoding="utf-8") as out:
+            out.write("\n".join(rows) + "\n")
+        print(f"wrote {stem}_simulated.csv")
+    tuning.plot_figure1(curves, args.output, simulated)
+    print(f"wrote {args.output} and {csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
