@@ -48,7 +48,7 @@ class Trainer:
 
     def __init__(self, workdir, strategy=None, *, experiment=Experiment, optimizer=optimizers.adam, batch_size=128,
                  num_steps=300_000, steps_per_call=10, checkpoint_every=5000, max_checkpoints=5,
-                 log_every=100, sample_every=5000, num_preview=36, seed=1234):
+                 log_every=100, sample_every=5000, num_preview=36, seed=1234, sampler_settings=None):
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
         if batch_size % replicas:
@@ -66,6 +66,8 @@ class Trainer:
         self.sample_every = sample_every
         self.num_preview = num_preview
         self.seed = seed
+        self.sampler_settings = sampler_settings or sampling.SamplerSettings()
+        self.sampler_settings.validate(self.schedule)
 
         with self.strategy.scope():
             self.network = self.experiment.build_score_network()
@@ -77,8 +79,10 @@ class Trainer:
         self.score_model = ScoreModel(self.network)
         self.sigmas = tf.constant(self.schedule.sigmas(), tf.float32)
         self.iterator = iter(data.make_dataset(batch_size, seed))
+        # Keras 3 models nest their layers in containers that tf.train.Checkpoint does not traverse, so
+        # the checkpoint tracks each network's weight list (in its fixed creation order) instead.
         self.checkpoint = tf.train.Checkpoint(
-            network=self.network, ema_network=self.ema.network, optimizer=self.optimizer,
+            network=self.network.weights, ema_network=self.ema.network.weights, optimizer=self.optimizer,
             step=self.step, iterator=self.iterator)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=max_checkpoints)
@@ -129,8 +133,8 @@ class Trainer:
 
     def preview(self, seeds):
         """EMA samples for the seeds with the run's sampler settings: (final, denoised) in data space."""
-        sampler = sampling.make_sampler(ScoreModel(self.ema.network), self.schedule,
-                                        sampling.SamplerSettings(), self.data)
+        sampler = sampling.make_sampler(ScoreModel(self.ema.network), self.schedule, self.sampler_settings,
+                                        self.data)
         return sampler(tf.constant(seeds, tf.int64))
 
     def train(self, log=print):
@@ -151,7 +155,7 @@ class Trainer:
                 rate = (step - tick_step) / max(time.time() - tick, 1e-9)
                 tick, tick_step = time.time(), step
                 scalars = {"loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
-                           "learning_rate": float(self.optimizer.learning_rate), "steps_per_second": rate}
+                           "learning_rate": float(tf.convert_to_tensor(self.optimizer.learning_rate)), "steps_per_second": rate}
                 summaries.write_scalars(writer, scalars, step)
                 log(f"step {step}/{self.num_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
             if self.sample_every and step % self.sample_every == 0:

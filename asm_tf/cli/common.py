@@ -5,6 +5,7 @@ import os
 import sys
 
 import gin
+from absl import logging
 
 from asm_tf.experiment import CONFIG_FILE
 
@@ -31,10 +32,14 @@ def parse_gin(files, bindings):
         if not os.path.exists(path):
             raise UserError(f"gin file {path} not found (give a path such as gin_configs/toy2d_swissroll.gin)")
         gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))  # for `include`s beside it
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.FATAL)  # gin logs an error for each search path an include is not in
     try:
         gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
     except (ValueError, SyntaxError) as error:
         raise UserError(f"bad gin configuration: {_first_line(error)}") from error
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def _first_line(error):
@@ -80,6 +85,8 @@ def check_workdir_config(workdir, config_text, allow_change=False):
 
 
 def save_config(workdir, config_text):
+    """Writes the run's configuration to WORKDIR/config.gin (what asm-sample and resumes read)."""
     os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, CONFIG_FILE)
     with open(path, "w", encoding="utf-8") as f:
         f.write(config_text)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from asm_tf import experiment as experiment_lib
+from asm_tf import run as run_lib
 from asm_tf import sampling, summaries
 from asm_tf.cli import common
 
@@ -47,7 +47,7 @@ def main(argv):
     if FLAGS.batch_size < 1:
         raise common.UserError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
     seeds = common.parse_seeds(FLAGS.seeds)
-    run = experiment_lib.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    run = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint)
     settings = settings_from_flags()
     schedule, source = run.experiment.schedule, run.experiment.data
     sampler = sampling.make_sampler(run.score_model, schedule, settings, source)

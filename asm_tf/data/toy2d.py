@@ -3,8 +3,8 @@
 import gin
 import numpy as np
 import sklearn.datasets
-import tensorflow as tf
 
+from asm_tf.data import pipeline
 from asm_tf.data.source import DataSource
 from asm_tf.data.transforms import IDENTITY_POINTS
 
@@ -12,7 +12,7 @@ POOL_SIZE = 100_000
 
 
 def _swissroll(n, rng):
-    points, _ = sklearn.datasets.make_swiss_roll(n_samples=n, noise=0.25, random_state=rng)
+    points, _ = sklearn.datasets.make_swiss_roll(n_samples=n, noise=0.25, random_state=int(rng.integers(2**32)))
     return points[:, [0, 2]] / 7.5
 
 
@@ -42,13 +42,16 @@ def sample(name, n, seed):
 
 @gin.configurable
 def toy2d(name="swissroll", pool_size=POOL_SIZE, pool_seed=0):
-    """A DataSource over a fixed pool of `pool_size` points, reshuffled every epoch; samplers start from U[-3, 3]^2."""
-    pool = sample(name, pool_size, pool_seed)
+    """A DataSource over a fixed pool of `pool_size` points, reshuffled every epoch; samplers start from U[-3, 3]^2.
 
-    def make_dataset(batch_size, seed):
-        ds = tf.data.Dataset.from_tensor_slices(pool)
-        ds = ds.shuffle(len(pool), seed=seed, reshuffle_each_iteration=True).repeat()
-        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    Served like the in-memory image sets (pipeline.random_access_dataset): seeded, shardable, checkpointable.
+    """
+    pool = sample(name, pool_size, pool_seed)
+    fetch = pipeline.in_memory_fetch(pool)
+
+    def make_dataset(batch_size, seed, shard=(0, 1)):
+        return pipeline.random_access_dataset(fetch, batch_size=batch_size, seed=seed, shard=shard,
+                                              transform=IDENTITY_POINTS, random_flip=False)
 
     return DataSource(name=name, kind="points", example_shape=(2,), make_dataset=make_dataset,
-                      transform=IDENTITY_POINTS, init_low=-3.0, init_high=3.0)
+                      transform=IDENTITY_POINTS, init_low=-3.0, init_high=3.0, num_examples=pool_size)

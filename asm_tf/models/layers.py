@@ -41,6 +41,8 @@ class Conv(keras.layers.Layer):
     def __init__(self, filters, kernel_size=3, strides=1, dilation=1, padding="same", use_bias=True,
                  kernel_initializer=None, bias_initializer=None, spectral_norm=False, **kwargs):
         super().__init__(**kwargs)
+        if dilation > 1 and (strides != 1 or padding != "same"):
+            raise ValueError("a dilated Conv supports only strides=1 and padding='same'")
         if padding != "same" and not isinstance(padding, int):
             raise ValueError(f"Conv padding must be 'same' or an int, got {padding!r}")
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
@@ -82,9 +84,29 @@ class Conv(keras.layers.Layer):
 
     def call(self, x, training=False):
         kernel = self.normalized_kernel(training) if self.spectral_norm else self.kernel
-        y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self._tf_padding,
-                         dilations=self.dilation)
+        if self.dilation > 1:
+            y = dilated_conv2d(x, kernel, self.dilation)
+        else:
+            y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self._tf_padding)
         return tf.nn.bias_add(y, self.bias) if self.use_bias else y
+
+
+def dilated_conv2d(x, kernel, dilation):
+    """Stride-1 "same" convolution with a dilated kernel, computed on the dilation x dilation sub-grids.
+
+    TensorFlow's CPU kernels without oneDNN cannot differentiate `tf.nn.conv2d(..., dilations=d)`;
+    this space-to-batch form works everywhere and measured as fast as the direct oneDNN kernel (and
+    faster than `tf.nn.convolution`). Sizes that are not multiples of the dilation are padded at the
+    bottom/right with zeros, which is exact, and cropped afterwards.
+    """
+    if None in x.shape[1:3]:
+        extra = -tf.shape(x)[1:3] % dilation
+        paddings = tf.stack([tf.zeros_like(extra), extra], axis=1)
+    else:
+        paddings = [[0, -size % dilation] for size in x.shape[1:3]]
+    blocks = tf.space_to_batch(x, [dilation, dilation], paddings)
+    y = tf.nn.conv2d(blocks, kernel, strides=1, padding="SAME")
+    return tf.batch_to_space(y, [dilation, dilation], paddings)
 
 
 class InstanceNormPlusPlus(keras.layers.Layer):

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from asm_tf import optimizers, sampling
+from asm_tf.data import toy2d
+from asm_tf.experiment import Experiment
+from asm_tf.models.mlp import ToyMLP
+from asm_tf.sigmas import NoiseSchedule
+from asm_tf.training import Trainer
+
+SCHEDULE = NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
+SETTINGS = sampling.SamplerSettings(sampler="cas", n_sigma=2, step_size=8e-5)
+
+
+def make_trainer(workdir, strategy=None, **overrides):
+    tf.keras.utils.set_random_seed(3)
+    experiment = Experiment(data=toy2d.toy2d("25gaussians", pool_size=512),
+                            score_network=lambda: ToyMLP(hidden=32, depth=2), schedule=SCHEDULE, ema_rate=0.9)
+    options = dict(experiment=experiment, optimizer=lambda: optimizers.adam(learning_rate=1e-3), batch_size=8,
+                   num_steps=6, steps_per_call=4, checkpoint_every=3, log_every=3, sample_every=6,
+                   num_preview=16, sampler_settings=SETTINGS)
+    options.update(overrides)
+    return Trainer(str(workdir), strategy, **options)
+
+
+def state(trainer):
+    return [v.numpy() for v in trainer.network.weights + trainer.ema.network.weights + trainer.optimizer.variables]
+
+
+def test_two_replicas_train_the_same_weights_as_one_device(tmp_path):
+    single = make_trainer(tmp_path / "one", tf.distribute.OneDeviceStrategy("/cpu:0"))
+    single.train(log=lambda _: None)
+    mirrored = make_trainer(tmp_path / "two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    assert mirrored.strategy.num_replicas_in_sync == 2
+    mirrored.train(log=lambda _: None)
+    for a, b in zip(state(single), state(mirrored), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.abs(state(single)[0] - make_trainer(tmp_path / "fresh").network.weights[0].numpy()).max() > 1e-4
+
+
+def test_an_interrupted_run_resumes_bit_identically(tmp_path):
+    straight = make_trainer(tmp_path / "straight")
+    straight.train(log=lambda _: None)
+    first = make_trainer(tmp_path / "resumed", num_steps=3)
+    first.train(log=lambda _: None)
+    messages = []
+    second = make_trainer(tmp_path / "resumed")
+    second.train(log=messages.append)
+    assert any("resumed from step 3" in m for m in messages)
+    assert int(second.step.numpy()) == 6
+    for a, b in zip(state(straight), state(second), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tensorboard_events_read_back(tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.train(log=lambda _: None)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    tags = events.Tags()["tensors"]
+    for tag in ("loss", "grad_norm", "learning_rate", "steps_per_second", "samples", "denoised"):
+        assert tag in tags
+    losses = events.Tensors("loss")
+    assert [e.step for e in losses] == [3, 6]
+    assert all(np.isfinite(tf.make_ndarray(e.tensor_proto)) for e in losses)
+    picture = tf.make_ndarray(events.Tensors("samples")[0].tensor_proto)
+    assert tf.io.decode_png(picture[2]).shape[-1] == 3
+
+
+def test_a_batch_that_does_not_split_over_replicas_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
+        make_trainer(tmp_path, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), batch_size=7)
