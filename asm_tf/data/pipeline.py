@@ -8,7 +8,7 @@ The iterator's state is one counter (and the prefetched batches): checkpoints ar
 restored iterator continues at the same example.
 
 Sequential (TFDS datasets too large for memory): shuffled files, then a shuffle buffer over the encoded
-records, seeded; tf.data checkpoints the buffer and the file positions.
+records, both seeded and reshuffled every epoch; tf.data checkpoints the buffer and the file positions.
 
 Flips and dequantisation draw from per-example stateless seeds keyed by the stream position.
 """
@@ -141,7 +141,7 @@ def sequential_dataset(records, decode, *, batch_size, seed, shard, transform, r
     """
     index, count = check_batch_and_shard(batch_size, shard)
     finish = finisher(seed, transform, random_flip)
-    ds = records.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True).enumerate()
     ds = ds.map(lambda b, images: finish(batch_positions(b, batch_size, index, count), images),
