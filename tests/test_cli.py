@@ -1,0 +1,117 @@
+"""The command-line tools end to end, in subprocesses, on a tiny 2-D run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+
+from asm_tf import training  # noqa: F401  (registers the configurables)
+from asm_tf.cli import common
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--gin_file", os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin"),
+        "--gin_bindings", "Trainer.num_steps = 20", "--gin_bindings", "Trainer.steps_per_call = 10",
+        "--gin_bindings", "Trainer.log_every = 10", "--gin_bindings", "Trainer.checkpoint_every = 10",
+        "--gin_bindings", "Trainer.sample_every = 20", "--gin_bindings", "Trainer.num_preview = 64",
+        "--gin_bindings", "ToyMLP.hidden = 16", "--gin_bindings", "toy2d.pool_size = 1024",
+        "--strategy", "default"]
+
+
+def run(module, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", f"asm_tf.cli.{module}", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("asm-")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("run"))
+    result = run("train", *TINY, "--workdir", path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "step 20/20" in result.stdout
+    return path
+
+
+def test_train_writes_checkpoints_config_and_events(workdir):
+    assert os.path.exists(os.path.join(workdir, "config.gin"))
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
+        "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-20.data-00000-of-00001",
+        "ckpt-20.index"]
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_sample_writes_arrays_pictures_and_settings(workdir, tmp_path):
+    out = str(tmp_path / "out")
+    result = run("sample", "--workdir", workdir, "--seeds", "0-9,100", "--batch_size", "4", "--output_dir", out,
+                 "--checkpoint", "10", "--sampler", "als", "--n_sigma", "2", "--step_size", "1e-5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sampled 11/11" in result.stdout
+    arrays = np.load(os.path.join(out, "samples.npz"))
+    assert arrays["final"].shape == arrays["denoised"].shape == (11, 2)
+    np.testing.assert_array_equal(arrays["seeds"], list(range(10)) + [100])
+    settings = json.load(open(os.path.join(out, "settings.json")))
+    assert settings["step"] == 10 and settings["sampler"] == "als" and settings["n_sigma"] == 2
+    for name in ("final.png", "denoised.png"):
+        assert open(os.path.join(out, name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
+    result = run("train", *TINY, "--dry_run", "--workdir", str(tmp_path / "dry"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ToyMLP, 626 parameters" in result.stdout and "dry run: the configuration is valid" in result.stdout
+    assert not os.path.exists(tmp_path / "dry")
+
+
+def test_a_bad_configuration_fails_with_one_line():
+    result = run("train", *TINY, "--gin_bindings", "SamplerSettings.step_size = 1.0", "--dry_run")
+    assert "outside the CAS bounds" in error_line(result)
+
+
+@pytest.mark.parametrize("files,bindings,expected", [
+    ([], ["Trainer.no_such_option = 1"], "bad gin configuration: Configurable 'Trainer' doesn't"),
+    ([], ["NoSuchThing.x = 1"], "bad gin configuration: No configurable matching 'NoSuchThing'"),
+    (["missing.gin"], [], "gin file missing.gin not found"),
+])
+def test_gin_mistakes_are_user_errors(files, bindings, expected):
+    gin.clear_config()
+    with pytest.raises(common.UserError, match=expected):
+        common.parse_gin(files, bindings)
+
+
+def test_bad_sampling_requests_fail_with_one_line_and_keep_the_run(workdir):
+    before = sorted(os.listdir(workdir))
+    assert "cannot parse seeds '0-x'" in error_line(run("sample", "--workdir", workdir, "--seeds", "0-x"))
+    assert "strictly between" in error_line(run("sample", "--workdir", workdir, "--step_size", "0.5"))
+    assert "no checkpoint at step 7" in error_line(run("sample", "--workdir", workdir, "--checkpoint", "7"))
+    assert sorted(os.listdir(workdir)) == before
+
+
+def test_a_workdir_of_another_config_is_refused_and_left_alone(workdir):
+    config = open(os.path.join(workdir, "config.gin")).read()
+    result = run("train", *TINY, "--gin_bindings", "Trainer.num_steps = 40", "--workdir", workdir)
+    assert "holds a run of another configuration" in error_line(result)
+    assert "--allow_config_change" in error_line(result)
+    assert open(os.path.join(workdir, "config.gin")).read() == config
+    assert "ckpt-20.index" in os.listdir(os.path.join(workdir, "checkpoints"))
+
+
+@pytest.mark.parametrize("text,seeds", [("0-3", [0, 1, 2, 3]), ("7", [7]), ("1,3-4, 9", [1, 3, 4, 9])])
+def test_seed_lists(text, seeds):
+    assert common.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "a", "5-2", "1,,x"])
+def test_seed_lists_that_do_not_parse(text):
+    with pytest.raises(common.UserError):
+        common.parse_seeds(text)
