@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,6 +146,21 @@ def _thumbnail_extractor():
     return fid.FeatureExtractor(name="thumbnails", features_fn=features_fn, has_logits=False)
 
 
+class _ThumbnailModule(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def features(self, images):
+        thumbnails = tf.image.resize(tf.cast(images, tf.float32) / 255.0, (2, 2), method="area")
+        return {"pool": tf.reshape(thumbnails, [-1, 12])}
+
+
+@pytest.fixture(scope="module")
+def fake_extractor_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("thumbnails"))
+    module = _ThumbnailModule()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.features})
+    return path
+
+
 def test_fid_and_modes_metrics_on_digit_images(tmp_path):
     images, _ = digits.load_digits("test")
     extractor = _thumbnail_extractor()
@@ -187,3 +204,56 @@ def test_select_checkpoints_honours_the_range():
 def test_format_seeds():
     assert sweep.format_seeds([0, 1, 2, 7, 9, 10]) == "0-2,7,9-10"
     assert sweep.format_seeds(range(5000)) == "0-4999"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# asm-eval end to end (subprocesses)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_TOY_RUN = ["--gin_file", os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin"),
+                "--gin_bindings", "Trainer.num_steps = 20", "--gin_bindings", "Trainer.steps_per_call = 10",
+                "--gin_bindings", "Trainer.log_every = 10", "--gin_bindings", "Trainer.checkpoint_every = 10",
+                "--gin_bindings", "Trainer.sample_every = 20", "--gin_bindings", "Trainer.num_preview = 64",
+                "--gin_bindings", "ToyMLP.hidden = 16", "--gin_bindings", "toy2d.pool_size = 1024",
+                "--strategy", "default"]
+
+
+def _cli(module, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", f"asm_tf.cli.{module}", *args], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=REPO)
+
+
+def test_asm_eval_sweeps_a_checkpoint_range(tmp_path):
+    workdir = str(tmp_path / "run")
+    trained = _cli("train", *TINY_TOY_RUN, "--workdir", workdir)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    args = ["--workdir", workdir, "--checkpoints", "10-20", "--step_sizes", "1e-5,2e-5,0.5", "--num_samples", "50",
+            "--num_real", "200"]
+    first = _cli("evaluate", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    output_dir = os.path.join(workdir, "eval", "toy2d_cas_n10_N50")
+    assert sorted(os.listdir(output_dir)) == [
+        "ckpt10_eps0.5.json", "ckpt10_eps1e-05.json", "ckpt10_eps2e-05.json", "ckpt20_eps0.5.json",
+        "ckpt20_eps1e-05.json", "ckpt20_eps2e-05.json", "toy2d_vs_step_size.png"]
+    report = json.loads(open(os.path.join(output_dir, "ckpt20_eps2e-05.json")).read())
+    assert report["seeds"] == "0-49" and report["num_samples"] == 50 and report["n_sigma"] == 10
+    assert report["results"]["denoised"]["distance_total"] > 0
+    assert "CAS" in json.loads(open(os.path.join(output_dir, "ckpt10_eps0.5.json")).read())["error"]
+    assert "best denoised: distance_total" in first.stdout
+    events = EventAccumulator(os.path.join(workdir, "tensorboard", "toy2d_cas_n10_N50"), size_guidance={TENSORS: 0})
+    events.Reload()
+    assert [event.step for event in events.Tensors("toy2d/denoised/eps_2e-05")] == [10, 20]
+
+
+def test_asm_eval_stats_of_the_digits_with_a_configured_extractor(fake_extractor_dir, tmp_path):
+    workdir = tmp_path / "digits_run"
+    workdir.mkdir()
+    (workdir / "config.gin").write_text("Experiment.data = @digits()\nExperiment.score_network = @ToyMLP\n")
+    result = _cli("evaluate", "--workdir", str(workdir), "--mode", "stats", "--inception_path", fake_extractor_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = fid.FeatureStatistics.load(str(workdir / "eval" / "reference_stats.npz"))
+    train_images, _ = digits.load_digits("train")
+    expected = fid.image_statistics(train_images, extractor=fid.load_feature_extractor(fake_extractor_dir))
+    assert written.num_images == len(train_images)
+    assert fid.frechet_distance_of_statistics(written, expected) < 1e-6

@@ -273,8 +273,8 @@ def plot_sweep(reports, metric, path):
             finite = [r for r in entries if math.isfinite(r["results"][output][metric.key])]
             xs = [r["step_size"] for r in finite]
             ys = [r["results"][output][metric.key] for r in finite]
-            axes.plot(xs, ys, style, marker="o", color=f"C{index % 10}", label=f"{checkpoint} {output}")
-    step_sizes = [r["step_size"] for r in reports]
+            axes.plot(xs, ys, style, marker="o", color=f"C{index % 10}", label=f"ckpt {checkpoint} {output}")
+    step_sizes = [r["step_size"] for r in reports if "results" in r]
     if step_sizes and max(step_sizes) > 3 * min(step_sizes):
         axes.set_xscale("log")
     num_samples = sorted({r.get("num_samples") for r in reports}, key=str)

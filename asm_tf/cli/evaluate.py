@@ -1,0 +1,208 @@
+"""asm-eval: metrics of a run over a range of checkpoints and step sizes, or reference statistics of its data.
+
+  asm-eval --workdir=DIR --metric=fid --reference_stats=STATS.npz --inception_path=classify_image_graph_def.pb \
+           --checkpoints=100000-300000 --step_sizes=4e-6:8e-6:5 --num_samples=5000 --sampler=cas --n_sigma=1
+  asm-eval --workdir=DIR --mode=stats --inception_path=... [--num_samples=N]     # WORKDIR/eval/reference_stats.npz
+
+Each (checkpoint, step size) evaluates the final and the denoised samples of the same seeds and writes one
+JSON report; finished reports are kept, so running the same command again resumes an interrupted sweep.
+A plot of the metric against the step size goes beside the reports; TensorBoard scalars go to
+WORKDIR/tensorboard/<sweep name> at step = checkpoint.
+"""
+
+import dataclasses
+import inspect
+import os
+import re
+
+import gin
+import tensorflow as tf
+from absl import app, flags
+
+from asm_tf import run as run_lib
+from asm_tf import sampling
+from asm_tf.cli import common
+from asm_tf.data import toy2d as toy_data
+from asm_tf.evaluation import fid, modes, sweep
+from asm_tf.experiment import CHECKPOINT_DIR, Experiment
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
+flags.DEFINE_enum("mode", "sweep", ["sweep", "stats"], "Evaluate samples, or compute the data's FID statistics.")
+flags.DEFINE_enum("metric", None, ["fid", "is", "modes", "toy2d"],
+                  "Metric (default: toy2d for 2-D points, fid for images).")
+flags.DEFINE_string("checkpoints", "latest", "Checkpoint steps: latest, all, a range 100000-300000, a list, or both.")
+flags.DEFINE_string("step_sizes", None, "Step sizes: a list 5e-6,6e-6 or LOW:HIGH:COUNT (default: the run's).")
+flags.DEFINE_integer("num_samples", None, "Samples per entry (default 1000; with --seeds, their count). "
+                                          "For --mode=stats: images of the data (default: one epoch).")
+flags.DEFINE_string("seeds", None, "Seeds of the samples, e.g. 0-4999 (default: 0 to num_samples - 1).")
+flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
+flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
+flags.DEFINE_integer("batch_size", 100, "Images per sampler call (does not change any image).")
+flags.DEFINE_string("output_dir", None, "Reports and plot (default: WORKDIR/eval/<metric>_<sampler>_n<n>_N<N>).")
+flags.DEFINE_string("inception_path", None, "FID Inception file (fid, is, stats): " + fid.HOW_TO_GET_INCEPTION)
+flags.DEFINE_integer("feature_batch_size", fid.DEFAULT_BATCH_SIZE, "Images per Inception call.")
+flags.DEFINE_string("reference_stats", None, "FID reference .npz (default: WORKDIR/eval/reference_stats.npz); "
+                                             "for --mode=stats, where to write it.")
+flags.DEFINE_string("classifier", None, "Digit classifier .keras for --metric=modes (default: the bundled "
+                                        "16x16 digits classifier; Stacked MNIST needs an MNIST one).")
+flags.DEFINE_integer("num_real", 5000, "Real points for --metric=toy2d.")
+flags.DEFINE_integer("real_seed", 7, "Seed of the real points for --metric=toy2d.")
+
+DEFAULT_NUM_SAMPLES = 1000
+STATS_BATCH_SIZE = 500
+
+
+def available_checkpoints(workdir):
+    """Steps of the checkpoints saved in a workdir (files ckpt-<step>.index)."""
+    paths = tf.io.gfile.glob(os.path.join(workdir, CHECKPOINT_DIR, "ckpt-*.index"))
+    return sorted(int(match.group(1)) for match in (re.search(r"ckpt-(\d+)\.index$", p) for p in paths) if match)
+
+
+def seeds_from_flags():
+    if FLAGS.seeds is None:
+        count = DEFAULT_NUM_SAMPLES if FLAGS.num_samples is None else FLAGS.num_samples
+        if count < 1:
+            raise common.UserError(f"--num_samples must be at least 1, got {count}")
+        return list(range(count))
+    seeds = common.parse_seeds(FLAGS.seeds)
+    if FLAGS.num_samples is not None and FLAGS.num_samples != len(seeds):
+        raise common.UserError(f"--seeds {FLAGS.seeds} gives {len(seeds)} samples but --num_samples is "
+                               f"{FLAGS.num_samples}; give one of them or make them agree")
+    return seeds
+
+
+def sampler_settings():
+    """The run's sampler settings (its config must be parsed) with --sampler and --n_sigma applied."""
+    overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma") if getattr(FLAGS, name) is not None}
+    return dataclasses.replace(sampling.SamplerSettings(), **overrides)
+
+
+def default_reference_path():
+    return FLAGS.reference_stats or os.path.join(FLAGS.workdir, "eval", "reference_stats.npz")
+
+
+def load_extractor():
+    return fid.load_feature_extractor(FLAGS.inception_path) if FLAGS.inception_path else fid.load_feature_extractor()
+
+
+def build_metric(name, source):
+    """The sweep metric `name` for a run whose data is `source`, with a clear error where they do not fit."""
+    if (name == "toy2d") != (source.kind == "points"):
+        raise common.UserError(f"--metric={name} does not apply to the {source.kind} data of this run "
+                               f"({source.name}); use {'toy2d' if source.kind == 'points' else 'fid, is or modes'}")
+    if name == "toy2d":
+        if source.name not in toy_data.GENERATORS:
+            raise common.UserError(f"no generator of real points for {source.name!r}")
+        real = toy_data.sample(source.name, FLAGS.num_real, FLAGS.real_seed)
+        return sweep.toy2d_metric(real_points=real, description=f"{source.name} seed {FLAGS.real_seed}")
+    if name == "modes":
+        classifier = modes.load_classifier(FLAGS.classifier)
+        expected = tuple(classifier.input_shape[1:3])
+        if tuple(source.example_shape[:2]) != expected:
+            raise common.UserError(f"the classifier takes {expected} images but the run makes "
+                                   f"{tuple(source.example_shape[:2])}; pass --classifier trained at that size "
+                                   "(tools/train_digit_classifier.py)")
+        return sweep.modes_metric(classifier=classifier, classifier_path=FLAGS.classifier or "bundled digits")
+    extractor = load_extractor()
+    if name == "is":
+        return sweep.inception_score_metric(extractor=extractor, batch_size=FLAGS.feature_batch_size)
+    reference_path = default_reference_path()
+    reference = fid.FeatureStatistics.load(reference_path)
+    return sweep.fid_metric(extractor=extractor, reference=reference, reference_path=reference_path,
+                            batch_size=FLAGS.feature_batch_size)
+
+
+def checkpoint_loader(workdir, settings, seeds):
+    """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep."""
+    def load_checkpoint(step):
+        loaded = run_lib.load_run(workdir, step)
+
+        def sample(step_size):
+            step_settings = dataclasses.replace(settings, step_size=step_size)
+            sampler = sampling.make_sampler(loaded.score_model, loaded.experiment.schedule, step_settings,
+                                            loaded.experiment.data)
+            return sampling.sample_in_batches(sampler, seeds, FLAGS.batch_size, log=None)
+
+        return sample
+
+    return load_checkpoint
+
+
+def run_sweep_mode():
+    seeds = seeds_from_flags()
+    run_lib.parse_run_config(FLAGS.workdir)
+    settings = sampler_settings()
+    source = Experiment().data
+    metric = build_metric(FLAGS.metric or ("toy2d" if source.kind == "points" else "fid"), source)
+    checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
+    step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes or repr(settings.step_size))
+    name = f"{metric.name}_{settings.sampler}_n{settings.n_sigma}_N{len(seeds)}"
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "eval", name)
+    sweep_settings = {"sampler": settings.sampler, "n_sigma": settings.n_sigma,
+                      "noise_first": settings.noise_first, "num_samples": len(seeds),
+                      "seeds": sweep.format_seeds(seeds)}
+    print(f"{metric.name} of {len(checkpoints)} checkpoint(s) x {len(step_sizes)} step size(s), "
+          f"{len(seeds)} samples each, into {output_dir}", flush=True)
+    writer = tf.summary.create_file_writer(os.path.join(FLAGS.workdir, "tensorboard", name))
+    reports = sweep.run_sweep(checkpoints=checkpoints, step_sizes=step_sizes,
+                              load_checkpoint=checkpoint_loader(FLAGS.workdir, settings, seeds), metric=metric,
+                              settings=sweep_settings, output_dir=output_dir, writer=writer,
+                              log=lambda message: print(message, flush=True))
+    sweep.write_best_scalars(writer, metric, reports)
+    for output, report in sweep.best_reports(reports, metric).items():
+        print(f"best {output}: {metric.key} {report['results'][output][metric.key]:.6g} at checkpoint "
+              f"{report['checkpoint']}, step size {report['step_size']:g}", flush=True)
+    print(f"plot: {os.path.join(output_dir, metric.name + '_vs_step_size.png')}", flush=True)
+
+
+def _unflipped_undequantised_data():
+    """The run's data source without augmentation: flips off (if its factory has them), no dequantisation."""
+    reference = gin.query_parameter("Experiment.data")
+    factory = getattr(reference, "configurable", None)
+    with gin.unlock_config():
+        if factory is not None and "random_flip" in inspect.signature(factory.wrapped).parameters:
+            gin.bind_parameter(f"{factory.name}.random_flip", False)
+        gin.bind_parameter("Transform.dequantization", "none")
+    return Experiment().data
+
+
+def run_stats_mode():
+    run_lib.parse_run_config(FLAGS.workdir)
+    source = _unflipped_undequantised_data()
+    if source.kind != "image":
+        raise common.UserError(f"--mode=stats needs image data; {source.name} holds 2-D points")
+    num_images = FLAGS.num_samples or source.num_examples
+    if not num_images:
+        raise common.UserError(f"the size of {source.name} is unknown: give --num_samples")
+    extractor = load_extractor()
+    batches = (source.transform.to_data(batch).numpy()
+               for batch in source.make_dataset(STATS_BATCH_SIZE, 0))
+    print(f"features of {num_images} images of {source.name} with {extractor.name}", flush=True)
+    statistics = fid.image_statistics(batches, extractor=extractor, num_images=num_images)
+    output = default_reference_path()
+    tf.io.gfile.makedirs(os.path.dirname(output) or ".")
+    statistics.save(output)
+    print(f"wrote {output} (mu {statistics.mu.shape}, sigma {statistics.sigma.shape}, "
+          f"{statistics.num_images} images)", flush=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise common.UserError(f"unexpected arguments {argv[1:]}")
+    if not FLAGS.workdir:
+        raise common.UserError("give --workdir=DIR of a run trained with asm-train")
+    if FLAGS.batch_size < 1 or FLAGS.feature_batch_size < 1:
+        raise common.UserError("--batch_size and --feature_batch_size must be at least 1")
+    if FLAGS.mode == "stats":
+        run_stats_mode()
+    else:
+        run_sweep_mode()
+
+
+def run():
+    app.run(common.main_with_errors("asm-eval", main))
+
+
+if __name__ == "__main__":
+    run()
