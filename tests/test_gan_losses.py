@@ -10,6 +10,19 @@ REAL = np.array([1.5, -0.5, 0.25, 2.0], np.float32)
 FAKE = np.array([-1.0, 0.5, 3.0, -0.25], np.float32)
 
 
+def two_replica_strategy(devices=("/cpu:0", "/cpu:1")):
+    """A fresh MirroredStrategy with collective keys of its own.
+
+    Every MirroredStrategy starts its collective group and instance keys at the same numbers, so a second
+    strategy in the same process can collide with the first one's cached collectives ("Shape mismatch in
+    the collective instance 100"); TF's test hook `_collective_key_base` separates them.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 1000
+    strategy = tf.distribute.MirroredStrategy(list(devices))
+    tf.distribute.MirroredStrategy._collective_key_base += 1000  # nor do strategies made after this one
+    return strategy
+
+
 def _softplus(x):
     return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0)
 
@@ -79,7 +92,7 @@ def test_bad_inputs_are_refused():
         gan_losses.GAN_LOSSES["LSGAN"].discriminator_loss(np.zeros([4, 2]), np.zeros([4]))
     with pytest.raises(ValueError, match="choose one of"):
         gan_losses.gan_loss("LSGAN2")
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replica_strategy()
     with strategy.scope(), pytest.raises(RuntimeError, match="strategy.run"):
         gan_losses.GAN_LOSSES["RaLSGAN"].discriminator_loss(REAL, FAKE, global_batch_size=4)
 
@@ -87,7 +100,7 @@ def test_bad_inputs_are_refused():
 @pytest.mark.parametrize("name", sorted(gan_losses.GAN_LOSSES))
 def test_two_replicas_equal_one_device_in_value_and_gradient(name):
     loss = gan_losses.GAN_LOSSES[name]
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replica_strategy()
     with strategy.scope():
         weight = tf.Variable(1.3)
 
