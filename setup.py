@@ -26,6 +26,7 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["asm_tf", "asm_tf.*"]),
+    package_data={"asm_tf.evaluation": ["assets/*.keras"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # GPU machines: the CUDA build of the same TensorFlow release (uninstall tensorflow-cpu first).
@@ -36,6 +37,7 @@ setuptools.setup(
         "console_scripts": [
             "asm-train=asm_tf.cli.train:run",
             "asm-sample=asm_tf.cli.sample:run",
+            "asm-eval=asm_tf.cli.evaluate:run",
         ],
     },
 )

@@ -4,6 +4,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from asm_tf import optimizers, sampling
+from asm_tf.adversarial import Adversarial
 from asm_tf.data import toy2d
 from asm_tf.experiment import Experiment
 from asm_tf.models.mlp import ToyMLP
@@ -73,3 +74,36 @@ def test_tensorboard_events_read_back(tmp_path):
 def test_a_batch_that_does_not_split_over_replicas_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
         make_trainer(tmp_path, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), batch_size=7)
+
+
+def make_adversarial_trainer(workdir, strategy=None, loss="LSGAN", d_steps=2, **overrides):
+    adversarial = Adversarial(discriminator=lambda: ToyMLP(hidden=16, depth=2, out_dim=1), loss=loss,
+                              d_steps=d_steps, optimizer=lambda: optimizers.adam(1e-3, beta_1=-0.5, beta_2=0.9))
+    return make_trainer(workdir, strategy, adversarial=adversarial, **overrides)
+
+
+LOSS = "LSGAN"
+
+
+def test_adversarial_training_with_two_replicas_equals_one_device(tmp_path):
+    single = make_adversarial_trainer(tmp_path / "one", tf.distribute.OneDeviceStrategy("/cpu:0"), loss=LOSS)
+    single.train(log=lambda _: None)
+    mirrored = make_adversarial_trainer(tmp_path / "two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+                                        loss=LOSS)
+    mirrored.train(log=lambda _: None)
+    weights = lambda t: state(t) + [v.numpy() for v in t.discriminator.weights + t.d_optimizer.variables]
+    for a, b in zip(weights(single), weights(mirrored), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_interrupted_adversarial_training_resumes_bit_identically(tmp_path):
+    straight = make_adversarial_trainer(tmp_path / "straight")
+    straight.train(log=lambda _: None)
+    make_adversarial_trainer(tmp_path / "resumed", num_steps=3).train(log=lambda _: None)
+    resumed = make_adversarial_trainer(tmp_path / "resumed")
+    metrics = resumed.train(log=lambda _: None)
+    assert set(metrics) == {"loss", "loss_dsm", "loss_g", "loss_d", "grad_norm", "d_grad_norm", "d_real", "d_fake"}
+    weights = lambda t: state(t) + [v.numpy() for v in t.discriminator.weights + t.d_optimizer.variables]
+    for a, b in zip(weights(straight), weights(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(resumed.d_optimizer.iterations.numpy()) == 2 * int(resumed.optimizer.iterations.numpy()) == 12
