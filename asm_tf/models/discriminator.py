@@ -173,8 +173,8 @@ class DBlock(keras.layers.Layer):
             self.shortcut_conv.build(input_shape)
 
     def _shortcut(self, x, training):
-        if self.shortcut_conv is None:
-            return _avg_pool2(x) if self.downsample else x
+        if self.shortcut_conv is None:  # same channels, same size
+            return x
         if self.preactivation:
             x = self.shortcut_conv(x, training=training)
             return _avg_pool2(x) if self.downsample else x
