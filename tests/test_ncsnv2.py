@@ -1,0 +1,145 @@
+"""NCSNv2 family: parameter counts of the reference, shapes, input mapping, gradients, distributed training."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from asm_tf.losses import dsm_loss
+from asm_tf.models.ncsnv2 import NCSNv2, NCSNv2Deeper, NCSNv2Deepest
+from asm_tf.score import ScoreModel
+
+
+@pytest.mark.parametrize("network_class, options, size, expected", [
+    (NCSNv2, {}, 32, 29_694_083),
+    (NCSNv2, {"dilation": False}, 32, 28_645_507),
+    (NCSNv2Deeper, {}, 64, 83_445_379),
+    (NCSNv2Deepest, {}, 256, 94_132_611),
+])
+def test_parameter_counts_match_the_reference(network_class, options, size, expected):
+    network = network_class(ngf=128, **options)
+    network.build((None, size, size, 3))
+    assert network.count_params() == expected
+    assert not network.non_trainable_weights
+
+
+@pytest.mark.parametrize("network_class, size, dilation", [
+    (NCSNv2, 28, True), (NCSNv2, 28, False), (NCSNv2, 32, True), (NCSNv2, 32, False),
+    (NCSNv2Deeper, 64, True), (NCSNv2Deeper, 128, True), (NCSNv2Deepest, 128, True),
+])
+def test_output_has_the_input_shape(network_class, size, dilation):
+    network = network_class(ngf=4, dilation=dilation)
+    x = tf.random.uniform((1, size, size, 3), seed=0)
+    output = network(x)
+    assert output.shape == x.shape
+    assert np.all(np.isfinite(output.numpy()))
+
+
+def test_stage_sizes_with_and_without_dilation():
+    def stage_sizes(network, x):
+        h, sizes = network.begin_conv(x), []
+        for blocks in network.stages:
+            for block in blocks:
+                h = block(h)
+            sizes.append(h.shape[1])
+        return sizes
+
+    x = tf.zeros((1, 32, 32, 3))
+    dilated, plain = NCSNv2(ngf=4), NCSNv2(ngf=4, dilation=False)
+    dilated.build(x.shape)
+    plain.build(x.shape)
+    assert stage_sizes(dilated, x) == [32, 16, 16, 16]
+    assert stage_sizes(plain, x) == [32, 16, 8, 4]
+    # dilated "down" blocks keep the size with a dilated 3x3 shortcut; plain ones use a 1x1 ConvMeanPool
+    assert dilated.stages[3][0].shortcut.kernel.shape == (3, 3, 8, 8)
+    assert plain.stages[3][0].shortcut.conv.kernel.shape == (1, 1, 8, 8)
+
+
+def test_one_channel_data_and_wrong_channels():
+    network = NCSNv2(ngf=4)
+    assert network(tf.zeros((2, 16, 16, 1))).shape == (2, 16, 16, 1)
+    with pytest.raises(ValueError, match="1 channels"):
+        network(tf.zeros((2, 16, 16, 3)))
+
+
+def test_input_mapping_is_2x_minus_1():
+    x = tf.random.uniform((2, 16, 16, 3), seed=1)
+    mapped, raw = NCSNv2(ngf=4), NCSNv2(ngf=4, map_input=False)
+    mapped.build(x.shape)
+    raw.build(x.shape)
+    raw.set_weights(mapped.get_weights())
+    np.testing.assert_allclose(mapped(x).numpy(), raw(2.0 * x - 1.0).numpy(), atol=1e-6)
+    assert not np.allclose(mapped(x).numpy(), raw(x).numpy(), atol=1e-3)
+
+
+def test_pytorch_default_initialisation():
+    network = NCSNv2(ngf=16)
+    network.build((None, 16, 16, 3))
+    conv = network.stages[1][1].conv1
+    bound = 1.0 / np.sqrt(9 * 32)
+    for weight in (conv.kernel.numpy(), conv.bias.numpy()):
+        assert np.abs(weight).max() <= bound
+    assert np.abs(conv.kernel.numpy()).max() > 0.95 * bound
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_gradients_reach_every_trainable_variable(spectral_norm):
+    network = NCSNv2(ngf=4, spectral_norm=spectral_norm)
+    x = tf.random.uniform((2, 16, 16, 3), seed=2)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(network(x, training=True) - x))
+    gradients = tape.gradient(loss, network.trainable_variables)
+    missing = [v.path for v, g in zip(network.trainable_variables, gradients)
+               if g is None or not np.any(g.numpy())]
+    assert not missing
+    assert bool(network.non_trainable_weights) == spectral_norm
+    assert all(w.name == "sn_u" for w in network.non_trainable_weights)
+
+
+def train_under_mirrored_strategy(make_network, steps=4, batch_size=4, size=16):
+    """A few DSM steps with a fixed perturbation under MirroredStrategy on two logical CPUs.
+
+    Returns the losses and the network; a fixed perturbation makes the loss fall step after step.
+    """
+    keras.utils.set_random_seed(0)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    x = tf.random.uniform((batch_size, size, size, 3), seed=3)
+    z = tf.random.normal(x.shape, seed=4)
+    sigma = tf.constant([0.1, 0.5, 1.0, 2.0][:batch_size])
+    per_replica = batch_size // 2
+
+    def shard(ctx):
+        part = slice(ctx.replica_id_in_sync_group * per_replica, (ctx.replica_id_in_sync_group + 1) * per_replica)
+        return x[part], sigma[part], z[part]
+
+    with strategy.scope():
+        network = make_network()
+        network.build(x.shape)
+        optimizer = keras.optimizers.SGD(1e-5)  # few ops per variable: quick to trace
+        optimizer.build(network.trainable_variables)
+    score_model = ScoreModel(network)
+
+    def replica_step(x, sigma, z):
+        with tf.GradientTape() as tape:
+            loss = tf.nn.compute_average_loss(dsm_loss(score_model, x, sigma, z).loss,
+                                              global_batch_size=batch_size)
+        optimizer.apply_gradients(zip(tape.gradient(loss, network.trainable_variables),
+                                      network.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(batch):
+        return strategy.reduce("SUM", strategy.run(replica_step, args=batch), axis=None)
+
+    batch = strategy.experimental_distribute_values_from_function(shard)
+    losses = [float(train_step(batch)) for _ in range(steps)]
+    return losses, network
+
+
+def test_trains_under_mirrored_strategy_with_two_replicas():
+    losses, network = train_under_mirrored_strategy(lambda: NCSNv2(ngf=8))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    kernel = network.begin_conv.kernel.value
+    replicas = [v.numpy() for v in kernel.values]
+    np.testing.assert_array_equal(replicas[0], replicas[1])
