@@ -30,13 +30,13 @@ def state(trainer):
     return [v.numpy() for v in trainer.network.weights + trainer.ema.network.weights + trainer.optimizer.variables]
 
 
-def test_two_replicas_train_the_same_weights_as_one_device(tmp_path):
+def test_two_replicas_train_the_same_weights_as_one_device(tmp_path, mirrored):
     single = make_trainer(tmp_path / "one", tf.distribute.OneDeviceStrategy("/cpu:0"))
     single.train(log=lambda _: None)
-    mirrored = make_trainer(tmp_path / "two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-    assert mirrored.strategy.num_replicas_in_sync == 2
-    mirrored.train(log=lambda _: None)
-    for a, b in zip(state(single), state(mirrored), strict=True):
+    two = make_trainer(tmp_path / "two", mirrored())
+    assert two.strategy.num_replicas_in_sync == 2
+    two.train(log=lambda _: None)
+    for a, b in zip(state(single), state(two), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert np.abs(state(single)[0] - make_trainer(tmp_path / "fresh").network.weights[0].numpy()).max() > 1e-4
 
@@ -71,9 +71,9 @@ def test_tensorboard_events_read_back(tmp_path):
     assert tf.io.decode_png(picture[2]).shape[-1] == 3
 
 
-def test_a_batch_that_does_not_split_over_replicas_is_refused(tmp_path):
+def test_a_batch_that_does_not_split_over_replicas_is_refused(tmp_path, mirrored):
     with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
-        make_trainer(tmp_path, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), batch_size=7)
+        make_trainer(tmp_path, mirrored(), batch_size=7)
 
 
 def make_adversarial_trainer(workdir, strategy=None, loss="LSGAN", d_steps=2, **overrides):
@@ -82,18 +82,16 @@ def make_adversarial_trainer(workdir, strategy=None, loss="LSGAN", d_steps=2, **
     return make_trainer(workdir, strategy, adversarial=adversarial, **overrides)
 
 
-LOSS = "LSGAN"
-
-
-def test_adversarial_training_with_two_replicas_equals_one_device(tmp_path):
-    single = make_adversarial_trainer(tmp_path / "one", tf.distribute.OneDeviceStrategy("/cpu:0"), loss=LOSS)
+def test_adversarial_training_with_two_replicas_equals_one_device(tmp_path, mirrored):
+    single = make_adversarial_trainer(tmp_path / "one", tf.distribute.OneDeviceStrategy("/cpu:0"), loss="RaLSGAN")
     single.train(log=lambda _: None)
-    mirrored = make_adversarial_trainer(tmp_path / "two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
-                                        loss=LOSS)
-    mirrored.train(log=lambda _: None)
+    two = make_adversarial_trainer(tmp_path / "two", mirrored(), loss="RaLSGAN")
+    two.train(log=lambda _: None)
     weights = lambda t: state(t) + [v.numpy() for v in t.discriminator.weights + t.d_optimizer.variables]
-    for a, b in zip(weights(single), weights(mirrored), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Adam normalises each update, so summation-order rounding of the global means grows to ~3e-5 in 18 updates;
+    # a missing cross-replica gradient term would move weights by ~1e-3 (the learning rate) per update.
+    for a, b in zip(weights(single), weights(two), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_interrupted_adversarial_training_resumes_bit_identically(tmp_path):
