@@ -1,5 +1,6 @@
 """The bundled digits: sklearn's 8x8 images upscaled to 16x16, labels kept, a fixed train/test split."""
 
+import gin
 import numpy as np
 import pytest
 import sklearn.datasets
@@ -54,3 +55,16 @@ def test_digits_source_serves_training_batches_and_keeps_labels():
     assert all(image.tobytes() in train_rows for image in batch)
     images, labels = source.labelled_arrays("test")
     assert images.shape == (359, 16, 16, 1) and labels.shape == (359,)
+
+
+def test_gin_configures_the_factory_and_its_transform():
+    gin.parse_config("digits.split = 'test'\nTransform.rescale = True\nTransform.dequantization = 'uniform'")
+    try:
+        source = digits.digits()
+    finally:
+        gin.clear_config()
+    assert source.num_examples == 359 and source.transform.rescale
+    batch = next(iter(source.make_dataset(64, seed=0))).numpy()
+    assert batch.min() >= -1.0 and batch.max() <= 1.0 and batch.min() < -0.99
+    plain = {(2.0 * image - 1.0).tobytes() for image in digits.load_digits("test")[0]}
+    assert not any(image.tobytes() in plain for image in batch)  # dequantised, so none is an exact image
