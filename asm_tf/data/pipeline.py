@@ -8,12 +8,14 @@ The iterator's state is one counter (and the prefetched batches): checkpoints ar
 restored iterator continues at the same example.
 
 Sequential (TFDS datasets too large for memory): shuffled files, then a shuffle buffer over the encoded
-records, both seeded and reshuffled every epoch; tf.data checkpoints the buffer and the file positions.
+records, both seeded and reshuffled every epoch; tf.data checkpoints the buffer (so a checkpoint holds up
+to `shuffle_buffer` encoded images) and the file positions.
 
 Flips and dequantisation draw from per-example stateless seeds keyed by the stream position.
 """
 
 import functools
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -73,9 +75,8 @@ def finisher(seed, transform, random_flip):
     def finish(positions, images):
         if random_flip:
             images = transforms.random_flip(images, example_seeds(flip_key, positions))
-        if images.dtype == tf.uint8:
-            images = tf.cast(images, tf.float32) / 255.0
-        images = tf.cast(images, tf.float32)
+        scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0
+        images = tf.cast(images, tf.float32) * scale
         return transform.training_input(images, example_seeds(dequantize_key, positions))
 
     return finish
@@ -151,12 +152,7 @@ def sequential_dataset(records, decode, *, batch_size, seed, shard, transform, r
 
 def fits_in_memory(num_examples, example_shape, limit=MAX_IN_MEMORY_BYTES):
     """Whether num_examples uint8 images of example_shape take at most `limit` bytes (False if unknown)."""
-    if num_examples is None:
-        return False
-    size = num_examples
-    for d in example_shape:
-        size *= int(d)
-    return size <= limit
+    return num_examples is not None and num_examples * math.prod(int(d) for d in example_shape) <= limit
 
 
 def collect(ds, batch_size=1024):
