@@ -12,19 +12,6 @@ REFERENCE_COUNTS = {28: 4_204_801, 32: 4_204_801, 64: 19_542_721, 128: 38_424_25
 ATTENTION_STAGES = {28: [], 32: [], 64: [], 128: ["attention0"], 256: ["attention1"]}
 
 
-def two_replica_strategy(devices=("/cpu:0", "/cpu:1")):
-    """A fresh MirroredStrategy with collective keys of its own.
-
-    Every MirroredStrategy starts its collective group and instance keys at the same numbers, so a second
-    strategy in the same process can collide with the first one's cached collectives ("Shape mismatch in
-    the collective instance 100"); TF's test hook `_collective_key_base` separates them.
-    """
-    tf.distribute.MirroredStrategy._collective_key_base += 1000
-    strategy = tf.distribute.MirroredStrategy(list(devices))
-    tf.distribute.MirroredStrategy._collective_key_base += 1000  # nor do strategies made after this one
-    return strategy
-
-
 @pytest.mark.parametrize("side", sorted(REFERENCE_COUNTS))
 def test_parameter_counts_and_attention_match_the_reference(side):
     model = disc.BigGANDiscriminator()  # ch=64, attention at the 64x64 stage, as the reference's config
@@ -114,11 +101,11 @@ def test_gradient_flows_through_sigma():
     assert abs(cosine) < 1e-4
 
 
-def test_singular_vectors_stay_in_sync_across_two_replicas():
+def test_singular_vectors_stay_in_sync_across_two_replicas(mirrored):
     images = tf.random.stateless_uniform([4, 8, 8, 3], seed=[9, 10])
     results = []
     for devices in (["/cpu:0"], ["/cpu:0", "/cpu:1"]):
-        strategy = two_replica_strategy(devices)
+        strategy = mirrored(devices)
         keras.utils.set_random_seed(4)
         with strategy.scope():
             model = disc.BigGANDiscriminator(ch=4)

@@ -10,19 +10,6 @@ REAL = np.array([1.5, -0.5, 0.25, 2.0], np.float32)
 FAKE = np.array([-1.0, 0.5, 3.0, -0.25], np.float32)
 
 
-def two_replica_strategy(devices=("/cpu:0", "/cpu:1")):
-    """A fresh MirroredStrategy with collective keys of its own.
-
-    Every MirroredStrategy starts its collective group and instance keys at the same numbers, so a second
-    strategy in the same process can collide with the first one's cached collectives ("Shape mismatch in
-    the collective instance 100"); TF's test hook `_collective_key_base` separates them.
-    """
-    tf.distribute.MirroredStrategy._collective_key_base += 1000
-    strategy = tf.distribute.MirroredStrategy(list(devices))
-    tf.distribute.MirroredStrategy._collective_key_base += 1000  # nor do strategies made after this one
-    return strategy
-
-
 def _softplus(x):
     return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0)
 
@@ -87,20 +74,20 @@ def test_generator_losses_push_fakes_towards_real():
         assert np.all(tape.gradient(loss, fake).numpy() <= 0), name  # descending raises every fake logit
 
 
-def test_bad_inputs_are_refused():
+def test_bad_inputs_are_refused(mirrored):
     with pytest.raises(ValueError, match=r"\[B\] or \[B, 1\]"):
         gan_losses.GAN_LOSSES["LSGAN"].discriminator_loss(np.zeros([4, 2]), np.zeros([4]))
     with pytest.raises(ValueError, match="choose one of"):
         gan_losses.gan_loss("LSGAN2")
-    strategy = two_replica_strategy()
+    strategy = mirrored()
     with strategy.scope(), pytest.raises(RuntimeError, match="strategy.run"):
         gan_losses.GAN_LOSSES["RaLSGAN"].discriminator_loss(REAL, FAKE, global_batch_size=4)
 
 
 @pytest.mark.parametrize("name", sorted(gan_losses.GAN_LOSSES))
-def test_two_replicas_equal_one_device_in_value_and_gradient(name):
+def test_two_replicas_equal_one_device_in_value_and_gradient(name, mirrored):
     loss = gan_losses.GAN_LOSSES[name]
-    strategy = two_replica_strategy()
+    strategy = mirrored()
     with strategy.scope():
         weight = tf.Variable(1.3)
 

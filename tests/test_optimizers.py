@@ -11,19 +11,6 @@ from asm_tf import optimizers
 LEARNING_RATE = 1e-2
 
 
-def two_replica_strategy(devices=("/cpu:0", "/cpu:1")):
-    """A fresh MirroredStrategy with collective keys of its own.
-
-    Every MirroredStrategy starts its collective group and instance keys at the same numbers, so a second
-    strategy in the same process can collide with the first one's cached collectives ("Shape mismatch in
-    the collective instance 100"); TF's test hook `_collective_key_base` separates them.
-    """
-    tf.distribute.MirroredStrategy._collective_key_base += 1000
-    strategy = tf.distribute.MirroredStrategy(list(devices))
-    tf.distribute.MirroredStrategy._collective_key_base += 1000  # nor do strategies made after this one
-    return strategy
-
-
 def numpy_torch_adam(initial, gradients, beta_1, beta_2, epsilon):
     """Parameters after each step: theta -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), float64."""
     theta = initial.astype(np.float64)
@@ -123,10 +110,10 @@ def test_gin_scopes_give_each_network_its_betas():
     assert float(d_optimizer.learning_rate) == pytest.approx(1e-4)
 
 
-def test_two_replicas_take_the_single_device_step():
+def test_two_replicas_take_the_single_device_step(mirrored):
     initial, gradients = _problem(seed=3, gradient_scale=1.0)
     expected = numpy_torch_adam(initial, gradients, -0.5, 0.9, 1e-8)
-    strategy = two_replica_strategy()
+    strategy = mirrored()
     with strategy.scope():
         variable = tf.Variable(initial)
         optimizer = optimizers.adam(learning_rate=LEARNING_RATE, beta_1=-0.5, beta_2=0.9)
