@@ -51,10 +51,10 @@ def _bits(keys_, shape):
     return tf.reshape(bits, tf.concat([tf.shape(keys_), tf.constant(shape, tf.int32)], 0))
 
 
-def _unit(bits, shift):
+def _unit(bits, shift, dtype=tf.float32):
     """24 bits of `bits` (above `shift`) as floats in (0, 1]."""
     top = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, _u64(shift)), _u64(0xFFFFFF))
-    return (tf.cast(top, tf.float32) + 1.0) * (2.0**-24)
+    return (tf.cast(top, dtype) + 1.0) * (2.0**-24)
 
 
 def uniform(seeds, shape, minval=0.0, maxval=1.0, dtype=tf.float32):
@@ -64,10 +64,14 @@ def uniform(seeds, shape, minval=0.0, maxval=1.0, dtype=tf.float32):
 
 
 def normal(seeds, shape, dtype=tf.float32):
-    """One standard normal draw of `shape` per example (Box-Muller): [B, *shape]."""
+    """One standard normal draw of `shape` per example (Box-Muller): [B, *shape].
+
+    Computed in float64: Eigen's vectorised and scalar float32 log/cos differ in the last bit, which
+    would make a draw depend on its position in the tensor; rounded from float64 it does not.
+    """
     bits = _bits(keys(seeds), list(shape))
-    radius = tf.sqrt(-2.0 * tf.math.log(_unit(bits, 40)))
-    return tf.cast(radius * tf.cos((2.0 * math.pi) * _unit(bits, 16)), dtype)
+    radius = tf.sqrt(-2.0 * tf.math.log(_unit(bits, 40, tf.float64)))
+    return tf.cast(radius * tf.cos((2.0 * math.pi) * _unit(bits, 16, tf.float64)), dtype)
 
 
 def uniform_int(seeds, maxval):
