@@ -7,6 +7,7 @@ INSTALL_REQUIRES = [
     "keras==3.15.1",
     "tensorboard==2.21.0",
     "tensorflow-datasets==4.9.10",
+    "tqdm==4.70.1",
     "importlib_resources==7.1.0",
     "gin-config==0.5.0",
     "absl-py==2.5.1",
