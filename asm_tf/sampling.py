@@ -57,19 +57,44 @@ def _broadcast(sigma, x):
     return tf.fill([tf.shape(x)[0]], sigma)
 
 
-def als(score_model, x, seeds, sigmas, step_size, n_sigma, noise_first=False):
+def _new_trajectory(num_levels, every, x):
+    """A TensorArray for the states entering levels 0, every, 2 every, ... and the final state."""
+    size = (num_levels - 1) // every + 2
+    return tf.TensorArray(x.dtype, size=size, element_shape=x.shape)
+
+
+def _record(trajectory, level, every, x, when=True):
+    """Writes x as the snapshot of `level` when `level` is a multiple of `every` (and `when` holds)."""
+    due = tf.logical_and(when, level % every == 0)
+    return tf.cond(due, lambda: trajectory.write(level // every, x), lambda: trajectory)
+
+
+def _finish_trajectory(trajectory, x):
+    """[B, T, ...]: the recorded snapshots followed by the final state, batch first."""
+    stacked = trajectory.write(trajectory.size() - 1, x).stack()
+    return tf.transpose(stacked, [1, 0] + list(range(2, stacked.shape.rank)))
+
+
+def _check_every(trajectory_every):
+    if trajectory_every is not None and trajectory_every < 1:
+        raise ValueError(f"trajectory_every must be at least 1, got {trajectory_every}")
+
+
+def als(score_model, x, seeds, sigmas, step_size, n_sigma, noise_first=False, *, trajectory_every=None):
     """ALS: n_sigma Langevin steps per level with alpha_i = eps (sigma_i / sigma_L)^2 (SPEC 1.4).
 
     `sigmas` float32 [L]; `n_sigma` int32 scalar. The EDS is taken from the state just before
-    the last update, as in the reference.
+    the last update, as in the reference. With `trajectory_every=k` a third output [B, T, ...] holds
+    the states entering levels 0, k, 2k, ... and the final state.
     """
+    _check_every(trajectory_every)
     sigmas = tf.convert_to_tensor(sigmas, tf.float32)
     step_size = tf.cast(step_size, tf.float32)
     n_sigma = tf.cast(n_sigma, tf.int32)
     total = tf.shape(sigmas)[0] * n_sigma
     shape = x.shape[1:]
 
-    def body(k, x, _):
+    def step(k, x):
         sigma = sigmas[k // n_sigma]
         alpha = step_size * tf.square(sigma / sigmas[-1])
         z = noise.normal(noise.fold(seeds, k + 1), shape)
@@ -80,25 +105,32 @@ def als(score_model, x, seeds, sigmas, step_size, n_sigma, noise_first=False):
         x = x + (alpha / sigma) * output
         if not noise_first:
             x = x + tf.sqrt(2.0 * alpha) * z
-        return k + 1, x, denoised
+        return x, denoised
 
-    _, x, denoised = tf.while_loop(lambda k, *_: k < total, body, (tf.constant(0), x, tf.zeros_like(x)))
-    return x, denoised
+    def body(k, x, _, *trajectory):
+        if trajectory:
+            trajectory = (_record(trajectory[0], k // n_sigma, trajectory_every, x, k % n_sigma == 0),)
+        x, denoised = step(k, x)
+        return (k + 1, x, denoised, *trajectory)
+
+    start = (tf.constant(0), x, tf.zeros_like(x))
+    if trajectory_every is not None:
+        start += (_new_trajectory(tf.shape(sigmas)[0], trajectory_every, x),)
+    _, x, denoised, *trajectory = tf.while_loop(lambda k, *_: k < total, body, start)
+    return (x, denoised, _finish_trajectory(trajectory[0], x)) if trajectory else (x, denoised)
 
 
-def cas(score_model, x, seeds, sigmas, step_size):
-    """CAS on the (refined) grid `sigmas` [L'] (SPEC 1.5); no noise after the last level.
-
-    The noise std follows the schedule exactly for an ideal score when
-    sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma); callers validate that first.
-    """
+def _cas(score_model, x, seeds, sigmas, step_size, project=None, trajectory_every=None):
+    """CAS as in `cas`; `project(x, i, sigma)`, if given, rewrites the state entering level i."""
     sigmas = tf.convert_to_tensor(sigmas, tf.float32)
     eta = tf.cast(step_size, tf.float32) / tf.square(sigmas[-1])
     num_levels = tf.shape(sigmas)[0]
     shape = x.shape[1:]
 
-    def body(i, x, _):
+    def step(i, x):
         sigma = sigmas[i]
+        if project is not None:
+            x = project(x, i, sigma)
         output = score_model.output(x, _broadcast(sigma, x))
         denoised = x + sigma * output
         x = x + eta * sigma * output
@@ -106,15 +138,58 @@ def cas(score_model, x, seeds, sigmas, step_size):
         beta = tf.sqrt(tf.maximum(1.0 - tf.square((1.0 - eta) * sigma / next_sigma), 0.0))
         z = noise.normal(noise.fold(seeds, i + 1), shape)
         x = tf.where(i + 1 < num_levels, x + beta * next_sigma * z, x)
-        return i + 1, x, denoised
+        return x, denoised
 
-    _, x, denoised = tf.while_loop(lambda i, *_: i < num_levels, body, (tf.constant(0), x, tf.zeros_like(x)))
-    return x, denoised
+    def body(i, x, _, *trajectory):
+        if trajectory:
+            trajectory = (_record(trajectory[0], i, trajectory_every, x),)
+        x, denoised = step(i, x)
+        return (i + 1, x, denoised, *trajectory)
+
+    start = (tf.constant(0), x, tf.zeros_like(x))
+    if trajectory_every is not None:
+        start += (_new_trajectory(num_levels, trajectory_every, x),)
+    _, x, denoised, *trajectory = tf.while_loop(lambda i, *_: i < num_levels, body, start)
+    return (x, denoised, _finish_trajectory(trajectory[0], x)) if trajectory else (x, denoised)
 
 
-def make_sampler(score_model, schedule, settings, source):
-    """A tf.function seeds [N] int64 -> (final, denoised) in data space for one run's settings."""
+def cas(score_model, x, seeds, sigmas, step_size, *, trajectory_every=None):
+    """CAS on the (refined) grid `sigmas` [L'] (SPEC 1.5); no noise after the last level.
+
+    The noise std follows the schedule exactly for an ideal score when
+    sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma); callers validate that first.
+    With `trajectory_every=k` a third output [B, T, ...] holds the states entering levels 0, k, 2k, ...
+    and the final state.
+    """
+    _check_every(trajectory_every)
+    return _cas(score_model, x, seeds, sigmas, step_size, trajectory_every=trajectory_every)
+
+
+def cas_inpaint(score_model, x, seeds, sigmas, step_size, known, mask):
+    """CAS that keeps known values (model space): returns (final, denoised) with the known entries exact.
+
+    `known` [B, ...] holds the known values and `mask` (bool, broadcastable to x) marks them. Entering
+    level i, the known entries are set to known + sigma_i z, with z from a noise stream of their own
+    (draws -1, -2, ...), so that they carry the noise of that level like the rest of the state.
+    """
+    shape = x.shape[1:]
+
+    def project(x, i, sigma):
+        z = noise.normal(noise.fold(seeds, -(i + 1)), shape)
+        return tf.where(mask, known + sigma * z, x)
+
+    final, denoised = _cas(score_model, x, seeds, sigmas, step_size, project=project)
+    return tf.where(mask, known, final), tf.where(mask, known, denoised)
+
+
+def make_sampler(score_model, schedule, settings, source, *, trajectory_every=None):
+    """A tf.function seeds [N] int64 -> (final, denoised) in data space for one run's settings.
+
+    With `trajectory_every=k` it returns a third output, the trajectory [N, T, ...] in data space: the
+    states entering every k-th level (of the CAS grid, or of the ALS levels) and the final state.
+    """
     settings.validate(schedule)
+    _check_every(trajectory_every)
     levels = settings.sampling_sigmas(schedule).astype(np.float32)
     example_shape = tuple(source.example_shape)
 
@@ -122,26 +197,54 @@ def make_sampler(score_model, schedule, settings, source):
     def sample(seeds):
         x = initial_value(seeds, example_shape, source)
         if settings.sampler == "cas":
-            final, denoised = cas(score_model, x, seeds, levels, settings.step_size)
+            outputs = cas(score_model, x, seeds, levels, settings.step_size, trajectory_every=trajectory_every)
         else:
-            final, denoised = als(score_model, x, seeds, levels, settings.step_size, settings.n_sigma,
-                                  settings.noise_first)
-        return source.transform.to_data(final), source.transform.to_data(denoised)
+            outputs = als(score_model, x, seeds, levels, settings.step_size, settings.n_sigma,
+                          settings.noise_first, trajectory_every=trajectory_every)
+        return tuple(source.transform.to_data(output) for output in outputs)
 
     return sample
 
 
+def inpaint(score_model, source, levels, step_size, known, mask, seeds):
+    """Inpainting in data space: known [N, ...] data-space values, mask [N, ...] bool (True = known), seeds [N].
+
+    CAS on `levels` (`cas_inpaint`) from the usual initial value; returns (final, denoised) in data space whose
+    known entries are exactly `known`.
+    """
+    x = initial_value(seeds, tuple(source.example_shape), source)
+    outputs = cas_inpaint(score_model, x, seeds, levels, step_size, source.transform.to_model(known), mask)
+    return tuple(tf.where(mask, known, source.transform.to_data(output)) for output in outputs)
+
+
+def make_inpainter(score_model, schedule, settings, source):
+    """A tf.function (known [N, ...] data space, mask [N, ...] bool, seeds [N]) -> (final, denoised) data space.
+
+    CAS with the settings' n_sigma and step size (whatever their sampler); see `inpaint`.
+    """
+    settings = dataclasses.replace(settings, sampler="cas")
+    settings.validate(schedule)
+    levels = settings.sampling_sigmas(schedule).astype(np.float32)
+    shape = [None, *source.example_shape]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape, tf.bool),
+                                  tf.TensorSpec([None], tf.int64)])
+    def inpainter(known, mask, seeds):
+        return inpaint(score_model, source, levels, settings.step_size, known, mask, seeds)
+
+    return inpainter
+
+
 def sample_in_batches(sampler, seeds, batch_size, log=sys.stdout):
-    """Runs `sampler` over `seeds` in batches, printing a progress line per batch; numpy (final, denoised)."""
+    """Runs `sampler` over `seeds` in batches, printing a progress line per batch; a tuple of numpy arrays
+    (final, denoised[, trajectory]), one per sampler output, each concatenated over the batches."""
     seeds = np.asarray(seeds, np.int64)
-    finals, denoised = [], []
+    outputs = []
     start = time.time()
     for begin in range(0, len(seeds), batch_size):
         batch = seeds[begin:begin + batch_size]
-        final, eds = sampler(tf.constant(batch))
-        finals.append(final.numpy())
-        denoised.append(eds.numpy())
+        outputs.append([output.numpy() for output in sampler(tf.constant(batch))])
         done = begin + len(batch)
         if log is not None:
             print(f"sampled {done}/{len(seeds)} ({time.time() - start:.1f} s)", file=log, flush=True)
-    return np.concatenate(finals), np.concatenate(denoised)
+    return tuple(np.concatenate(parts) for parts in zip(*outputs))
