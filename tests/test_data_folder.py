@@ -78,12 +78,14 @@ def test_streaming_from_files_equals_in_memory_and_resumes(mixed_folder, tmp_pat
         np.testing.assert_array_equal(next(fresh).numpy(), expected)
 
 
-def test_missing_or_empty_folder_fails_clearly(tmp_path):
+def test_missing_or_empty_folder_fails_clearly_when_batches_are_asked_for(tmp_path):
+    missing = image_folder.image_folder(str(tmp_path / "nowhere"), image_size=8, channels=1)
+    assert missing.example_shape == (8, 8, 1) and "does not exist" in missing.missing
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        image_folder.image_folder(str(tmp_path / "nowhere"))
+        missing.make_dataset(4, 0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no PNG or JPEG"):
-        image_folder.image_folder(str(tmp_path / "empty"))
+        image_folder.image_folder(str(tmp_path / "empty")).make_dataset(4, 0)
 
 
 def test_ffhq_folder_is_split_ninety_ten(tmp_path):
@@ -98,5 +100,7 @@ def test_ffhq_folder_is_split_ninety_ten(tmp_path):
 
 
 def test_ffhq_without_a_location_says_what_to_give():
+    source = image_folder.ffhq()
+    assert source.example_shape == (256, 256, 3)
     with pytest.raises(FileNotFoundError, match="ffhq.path"):
-        image_folder.ffhq()
+        source.make_dataset(4, 0)

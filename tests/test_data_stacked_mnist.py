@@ -61,5 +61,5 @@ def test_labelled_arrays_for_evaluation(mock_mnist):
 def test_missing_mnist_fails_at_once(tmp_path):
     start = time.time()
     with pytest.raises(FileNotFoundError, match="tfds build mnist"):
-        stacked_mnist.stacked_mnist(data_dir=str(tmp_path))
+        stacked_mnist.stacked_mnist(data_dir=str(tmp_path)).make_dataset(4, 0)
     assert time.time() - start < 5.0

@@ -18,7 +18,7 @@ from absl import logging
 from asm_tf.data import images as image_ops
 from asm_tf.data import pipeline
 from asm_tf.data import tfds_images
-from asm_tf.data.source import DataSource
+from asm_tf.data.source import DataSource, defer_missing_data
 from asm_tf.data.transforms import Transform
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -95,6 +95,7 @@ def decode_all(paths, *, image_size, channels, keep_pixels, on_error):
 
 
 @gin.configurable
+@defer_missing_data(lambda image_size, channels, **_: (image_size, image_size, channels))
 def image_folder(path, image_size=32, channels=3, random_flip=True, transform=None, in_memory=None,
                  on_error="skip", split="all", test_fraction=0.0, split_seed=0, name=None):
     """A DataSource over the images under `path`, image_size x image_size x channels in [0, 1].
@@ -139,6 +140,7 @@ def find_prepared_tfds(path):
 
 
 @gin.configurable
+@defer_missing_data(lambda image_size, **_: (image_size, image_size, 3))
 def ffhq(path=None, image_size=256, split="train", data_dir=None, random_flip=True, transform=None,
          in_memory=None, on_error="skip", shuffle_buffer=1000):
     """FFHQ at image_size (256 as in the reference) from an image folder or a prepared TFDS directory.

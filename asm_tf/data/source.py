@@ -1,6 +1,8 @@
 """The contract between datasets and the rest of the library."""
 
 import dataclasses
+import functools
+import inspect
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -33,6 +35,7 @@ class DataSource:
     init_high: float = 1.0
     num_examples: Optional[int] = None
     labelled_arrays: Optional[Callable[[str], tuple]] = None
+    missing: Optional[str] = None  # why the data are not on disk (make_dataset then raises FileNotFoundError)
 
     def __post_init__(self):
         if self.kind not in ("image", "points"):
@@ -47,3 +50,33 @@ def check_example_shape(source, expected):
             f"data source {source.name!r} yields examples of shape {tuple(source.example_shape)} but the model "
             f"expects {expected}: set the dataset's image_size (and channels) to match the model, or choose "
             f"the model configuration made for this dataset")
+
+
+def defer_missing_data(example_shape_of):
+    """Decorates a dataset factory so that missing data fail when batches are asked for, not before.
+
+    A run can then be sampled, exported or dry-run where its training data are absent: the factory returns
+    a source of the right shape whose `missing` says why, and whose make_dataset raises the factory's
+    FileNotFoundError. `example_shape_of(**arguments)` gives the shape from the factory's arguments.
+    """
+    def decorate(factory):
+        signature = inspect.signature(factory)
+
+        @functools.wraps(factory)
+        def wrapped(*args, **kwargs):
+            try:
+                return factory(*args, **kwargs)
+            except FileNotFoundError as error:
+                message = str(error)
+                arguments = signature.bind(*args, **kwargs)
+                arguments.apply_defaults()
+
+                def make_dataset(*_, **__):
+                    raise FileNotFoundError(message)
+
+                return DataSource(name=factory.__name__, kind="image",
+                                  example_shape=tuple(example_shape_of(**arguments.arguments)),
+                                  make_dataset=make_dataset, transform=arguments.arguments.get("transform") or Transform(),
+                                  missing=message)
+        return wrapped
+    return decorate

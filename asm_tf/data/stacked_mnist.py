@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from asm_tf.data import pipeline
 from asm_tf.data import tfds_images
+from asm_tf.data.source import defer_missing_data
 from asm_tf.data.transforms import Transform
 
 NUM_CHANNELS = 3
@@ -68,6 +69,7 @@ def load_stacked_mnist(split="test", seed=0, num_examples=None, data_dir=None):
 
 
 @gin.configurable
+@defer_missing_data(lambda **_: (28, 28, NUM_CHANNELS))
 def stacked_mnist(split="train", data_dir=None, random_flip=False, transform=None):
     """Stacked MNIST at 28x28x3 in [0, 1] from TFDS mnist, no flips (SPEC 5); 60,000 examples an epoch.
 

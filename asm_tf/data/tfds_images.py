@@ -15,7 +15,7 @@ from absl import logging
 
 from asm_tf.data import images as image_ops
 from asm_tf.data import pipeline
-from asm_tf.data.source import DataSource
+from asm_tf.data.source import DataSource, defer_missing_data
 from asm_tf.data.transforms import Transform
 
 SHUFFLE_BUFFER = 10_000
@@ -106,6 +106,7 @@ def tfds_image_source(name, *, source_name, factory, split, data_dir, example_sh
 
 
 @gin.configurable
+@defer_missing_data(lambda **_: (32, 32, 3))
 def cifar10(split="train", data_dir=None, random_flip=True, transform=None, in_memory=True,
             shuffle_buffer=SHUFFLE_BUFFER):
     """CIFAR-10 at 32x32x3 (torchvision Resize(32) is the identity), random flips on (SPEC 5)."""
@@ -116,6 +117,7 @@ def cifar10(split="train", data_dir=None, random_flip=True, transform=None, in_m
 
 
 @gin.configurable
+@defer_missing_data(lambda image_size, **_: (image_size, image_size, 3))
 def celeba(split="train", image_size=64, crop_size=140, data_dir=None, random_flip=True, transform=None,
            in_memory=None, shuffle_buffer=SHUFFLE_BUFFER):
     """CelebA (TFDS celeb_a): CenterCrop(140) then Resize(64), random flips (SPEC 5).
@@ -130,6 +132,7 @@ def celeba(split="train", image_size=64, crop_size=140, data_dir=None, random_fl
 
 
 @gin.configurable
+@defer_missing_data(lambda category, image_size, **_: (image_size or LSUN_IMAGE_SIZES[category],) * 2 + (3,))
 def lsun(category="church_outdoor", image_size=None, split="train", data_dir=None, random_flip=True,
          transform=None, in_memory=None, shuffle_buffer=SHUFFLE_BUFFER):
     """LSUN `category` (TFDS lsun/<category>): Resize(s) then CenterCrop(s), random flips (SPEC 5).
