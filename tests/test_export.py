@@ -135,26 +135,31 @@ INVALID = {
 }
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A run directory as asm-train leaves it: config.gin and a checkpoint with (random) EMA weights."""
-    root = tmp_path_factory.mktemp("export_run")
+def write_run(root, name="tiny", config=CONFIG):
+    """A run directory as asm-train leaves it, without training: config.gin and a checkpoint at STEP holding
+    (random) EMA weights, for an image folder of four random 8x8 RGB images."""
     images = root / "images"
     images.mkdir()
     for k in range(4):
         pixels = np.random.default_rng(k).integers(0, 256, size=SHAPE, dtype=np.uint8)
         Image.fromarray(pixels).save(images / f"{k}.png")
-    workdir = root / "tiny"
+    workdir = root / name
     workdir.mkdir()
-    (workdir / CONFIG_FILE).write_text(CONFIG.format(images=images))
+    text = config.format(images=images)
+    (workdir / CONFIG_FILE).write_text(text)
     gin.clear_config()
-    gin.parse_config(CONFIG.format(images=images))
+    gin.parse_config(text)
     tf.keras.utils.set_random_seed(3)
     network = Experiment().build_score_network()
     checkpoint = tf.train.Checkpoint(ema_network=network.weights, step=tf.Variable(STEP, dtype=tf.int64))
     tf.train.CheckpointManager(checkpoint, str(workdir / CHECKPOINT_DIR), 2).save(checkpoint_number=STEP)
     gin.clear_config()
     return str(workdir)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return write_run(tmp_path_factory.mktemp("export_run"))
 
 
 @pytest.fixture(scope="module")

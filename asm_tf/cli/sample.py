@@ -8,7 +8,7 @@ import numpy as np
 from absl import app, flags
 
 from asm_tf import run as run_lib
-from asm_tf import sampling, summaries
+from asm_tf import sampling, sigmas, summaries
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -16,17 +16,88 @@ flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
 flags.DEFINE_integer("checkpoint", None, "Checkpoint step to load (default: the newest).")
 flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
 flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
-flags.DEFINE_float("step_size", None, "Step size epsilon (default: the run's).")
+flags.DEFINE_string(
+    "step_size", None,
+    "Step size epsilon (default: the run's), or 'auto': the run's step size carried over to --n_sigma with "
+    "asm_tf.sigmas.extrapolate_step_size (ALS keeps eps * n_sigma; CAS keeps (1 - eps / sigma_L^2)^n_sigma, "
+    "a reconstruction of the paper's Appendix B that has not been checked against its text).")
 flags.DEFINE_string("seeds", "0-63", "Seeds, one image each: a range 0-4999, a list 1,5,9, or both.")
 flags.DEFINE_integer("batch_size", 64, "Images per sampler call (does not change any image).")
 flags.DEFINE_string("output_dir", None, "Where samples.npz and the PNGs go (default: WORKDIR/samples/...).")
+flags.DEFINE_integer("trajectory_every", 0, "Also save the trajectory: the state entering every k-th level (of the "
+                     "CAS grid, or of the ALS levels) and the final sample, as trajectory.png and trajectory.npz "
+                     "(0: off).")
+flags.DEFINE_integer("trajectory_images", 8, "Images shown in the trajectory (one row each); point runs show all.")
 
 
-def settings_from_flags():
-    """The run's sampler settings with the flags that were given applied on top."""
-    overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma", "step_size")
-                 if getattr(FLAGS, name) is not None}
-    return dataclasses.replace(sampling.SamplerSettings(), **overrides)
+def parse_step_size(text):
+    """--step_size: None (the run's), "auto", or a number."""
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise common.UserError(f"--step_size={text!r}: give a number such as 5.6e-6, or 'auto'") from None
+
+
+def settings_from_flags(schedule):
+    """The run's sampler settings with the flags that were given applied on top (--step_size=auto resolved)."""
+    run_settings = sampling.SamplerSettings()
+    overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma") if getattr(FLAGS, name) is not None}
+    chosen = dataclasses.replace(run_settings, **overrides)
+    step_size = parse_step_size(FLAGS.step_size)
+    if step_size == "auto":
+        if chosen.sampler != run_settings.sampler:
+            raise common.UserError(f"--step_size=auto carries the run's {run_settings.sampler} step size to another "
+                                   f"n_sigma; it cannot convert it to {chosen.sampler}: give a number")
+        step_size = sigmas.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
+                                                 n_from=run_settings.n_sigma, n_to=chosen.n_sigma,
+                                                 sigma_end=schedule.sigma_end)
+    return chosen if step_size is None else dataclasses.replace(chosen, step_size=step_size)
+
+
+class TrajectoryKeeper:
+    """Wraps a trajectory sampler: returns (final, denoised) and keeps the first `limit` trajectories."""
+
+    def __init__(self, sampler, limit):
+        self.sampler, self.limit, self.kept = sampler, limit, []
+
+    def __call__(self, seeds):
+        final, denoised, trajectory = self.sampler(seeds)
+        room = self.limit - sum(len(part) for part in self.kept)
+        if room > 0:
+            self.kept.append(trajectory[:room].numpy())
+        return final, denoised
+
+    def trajectories(self):
+        return np.concatenate(self.kept)
+
+
+def snapshot_sigmas(settings, schedule, every):
+    """The noise levels of the trajectory's snapshots (the last snapshot, the final sample, has none)."""
+    return settings.sampling_sigmas(schedule)[::every]
+
+
+def trajectory_picture(trajectory, kind, levels):
+    """A strip: one row per image and one column per snapshot, or one scatter plot per snapshot for points."""
+    titles = [f"sigma {sigma:.3g}" for sigma in levels] + ["final"]
+    if kind == "image":
+        count, steps = trajectory.shape[:2]
+        return summaries.image_grid(trajectory.reshape(count * steps, *trajectory.shape[2:]), columns=steps)
+    plots = [summaries.scatter_plot(trajectory[:, t], title=title) for t, title in enumerate(titles)]
+    height = max(plot.shape[0] for plot in plots)
+    return np.concatenate([np.pad(plot, ((0, height - plot.shape[0]), (0, 0), (0, 0)), constant_values=255)
+                           for plot in plots], axis=1)
+
+
+def save_trajectory(output_dir, trajectory, kind, levels):
+    """trajectory.npz (uint8 images or float points [N, T, ...], the snapshots' sigmas) and trajectory.png."""
+    convert = summaries.to_uint8 if kind == "image" else np.asarray
+    np.savez(os.path.join(output_dir, "trajectory.npz"), trajectory=convert(trajectory),
+             sigmas=np.asarray(levels, np.float64))
+    summaries.save_png(trajectory_picture(trajectory, kind, levels), os.path.join(output_dir, "trajectory.png"))
 
 
 def save_samples(output_dir, final, denoised, seeds, kind):
@@ -46,20 +117,32 @@ def main(argv):
         raise common.UserError("give --workdir=DIR of a run trained with asm-train")
     if FLAGS.batch_size < 1:
         raise common.UserError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
+    if FLAGS.trajectory_every < 0 or FLAGS.trajectory_images < 1:
+        raise common.UserError("--trajectory_every must be 0 (off) or positive and --trajectory_images positive, "
+                               f"got {FLAGS.trajectory_every} and {FLAGS.trajectory_images}")
     seeds = common.parse_seeds(FLAGS.seeds)
+    parse_step_size(FLAGS.step_size)  # before the slow part
     run = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint)
-    settings = settings_from_flags()
     schedule, source = run.experiment.schedule, run.experiment.data
-    sampler = sampling.make_sampler(run.score_model, schedule, settings, source)
+    settings = settings_from_flags(schedule)
+    every = FLAGS.trajectory_every or None
+    sampler = sampling.make_sampler(run.score_model, schedule, settings, source, trajectory_every=every)
+    if every:
+        sampler = TrajectoryKeeper(sampler, FLAGS.trajectory_images if source.kind == "image" else len(seeds))
     output_dir = FLAGS.output_dir or os.path.join(
         FLAGS.workdir, "samples", f"step{run.step}_{settings.sampler}_n{settings.n_sigma}_eps{settings.step_size:g}")
     print(f"sampling {len(seeds)} images with {settings} from {run.checkpoint}", flush=True)
     final, denoised = sampling.sample_in_batches(sampler, seeds, FLAGS.batch_size)
     save_samples(output_dir, final, denoised, seeds, source.kind)
+    written = "samples.npz, final.png and denoised.png"
+    if every:
+        save_trajectory(output_dir, sampler.trajectories(), source.kind, snapshot_sigmas(settings, schedule, every))
+        written += ", trajectory.npz and trajectory.png"
     with open(os.path.join(output_dir, "settings.json"), "w", encoding="utf-8") as f:
         json.dump({"checkpoint": run.checkpoint, "step": run.step, **dataclasses.asdict(settings),
-                   "num_samples": len(seeds), "seeds": FLAGS.seeds}, f, indent=2)
-    print(f"wrote {output_dir}/samples.npz, final.png and denoised.png", flush=True)
+                   "step_size_flag": FLAGS.step_size, "num_samples": len(seeds), "seeds": FLAGS.seeds,
+                   "trajectory_every": FLAGS.trajectory_every}, f, indent=2)
+    print(f"wrote {output_dir}/{written}", flush=True)
 
 
 def run():

@@ -1,0 +1,85 @@
+"""asm-sample's trajectories and --step_size=auto, and the samplers' optional trajectory output."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from asm_tf import sampling, sigmas
+from asm_tf.data import toy2d
+from asm_tf.models.mlp import ToyMLP
+from asm_tf.score import ScoreModel
+from test_export import write_run
+
+
+def sample_cli(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "asm_tf.cli.sample", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return write_run(tmp_path_factory.mktemp("sample_run"))
+
+
+@pytest.mark.parametrize("sampler,n_sigma,every,snapshots", [("cas", 3, 4, 4), ("als", 2, 2, 3), ("cas", 1, 1, 5)])
+def test_a_trajectory_starts_at_the_initial_value_and_ends_at_the_final_sample(sampler, n_sigma, every, snapshots):
+    tf.keras.utils.set_random_seed(0)
+    network = ToyMLP(hidden=16, depth=2)
+    network(tf.zeros([1, 2]))
+    source = toy2d.toy2d("8gaussians", 256)
+    schedule = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.05, num_levels=4)
+    settings = sampling.SamplerSettings(sampler=sampler, n_sigma=n_sigma, step_size=0.002)
+    seeds = tf.constant([4, 0, 9], tf.int64)
+    final, denoised = sampling.make_sampler(ScoreModel(network), schedule, settings, source)(seeds)
+    outputs = sampling.make_sampler(ScoreModel(network), schedule, settings, source, trajectory_every=every)(seeds)
+    trajectory = outputs[2].numpy()
+    # CAS visits (4 - 1) * n_sigma + 1 levels, ALS 4; snapshots enter levels 0, every, ... plus the final one.
+    assert trajectory.shape == (3, snapshots, 2)
+    np.testing.assert_allclose(outputs[0], final, atol=1e-6)
+    np.testing.assert_allclose(outputs[1], denoised, atol=1e-6)
+    np.testing.assert_allclose(trajectory[:, 0], sampling.initial_value(seeds, (2,), source), atol=1e-6)
+    np.testing.assert_allclose(trajectory[:, -1], final, atol=1e-6)
+    assert np.all(np.abs(np.diff(trajectory, axis=1)).sum(axis=(0, 2)) > 0)  # every snapshot is a new state
+
+
+def test_trajectory_every_must_be_positive():
+    with pytest.raises(ValueError, match="trajectory_every must be at least 1"):
+        sampling.cas(None, tf.zeros([1, 2]), tf.constant([0], tf.int64), [1.0, 0.1], 0.005, trajectory_every=0)
+
+
+def test_sample_saves_a_trajectory_strip_with_an_extrapolated_step_size(workdir, tmp_path):
+    out = str(tmp_path / "out")
+    result = sample_cli("--workdir", workdir, "--seeds", "0-4", "--batch_size", "2", "--output_dir", out,
+                        "--n_sigma", "3", "--step_size", "auto", "--trajectory_every", "2",
+                        "--trajectory_images", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sampled 5/5" in result.stdout and "trajectory.png" in result.stdout
+    settings = json.load(open(os.path.join(out, "settings.json")))
+    expected = sigmas.extrapolate_step_size(0.002, sampler="cas", n_from=2, n_to=3, sigma_end=0.05)
+    assert settings["step_size"] == pytest.approx(expected, rel=1e-12) and settings["step_size"] != 0.002
+    assert settings["n_sigma"] == 3 and settings["step_size_flag"] == "auto"
+    samples = np.load(os.path.join(out, "samples.npz"))
+    assert samples["final"].shape == (5, 8, 8, 3) and samples["final"].dtype == np.uint8
+    saved = np.load(os.path.join(out, "trajectory.npz"))
+    # 10 CAS levels, a snapshot entering levels 0, 2, 4, 6, 8 and the final sample; the first 3 images.
+    assert saved["trajectory"].shape == (3, 6, 8, 8, 3) and saved["trajectory"].dtype == np.uint8
+    np.testing.assert_allclose(saved["sigmas"], sigmas.NoiseSchedule(1.0, 0.05, 4).refined(3)[::2])
+    np.testing.assert_array_equal(saved["trajectory"][:, -1], samples["final"][:3])
+    strip = np.asarray(Image.open(os.path.join(out, "trajectory.png")))
+    assert strip.shape == (3 * 8, 6 * 8, 3)
+    np.testing.assert_array_equal(strip[8:16, 40:48], samples["final"][1])
+
+
+def test_auto_step_size_refuses_another_sampler_with_one_line(workdir):
+    result = sample_cli("--workdir", workdir, "--sampler", "als", "--step_size", "auto")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("asm-sample")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "--step_size=auto carries the run's cas step size" in lines[0]
+    assert "cannot convert it to als: give a number" in lines[0]
