@@ -2,19 +2,26 @@
 
 import gin
 import keras
+from keras import ops
 
 from asm_tf.models.initializers import torch_default_bias, torch_default_kernel
 
 
 class ToyMLP(keras.Model):
-    """in -> hidden x depth (LeakyReLU 0.01) -> out; `out_dim=None` gives the input's width (a score network)."""
+    """in -> hidden x depth (LeakyReLU 0.01) -> out; `out_dim=None` gives the input's width (a score network).
 
-    def __init__(self, hidden=512, depth=3, out_dim=None, **kwargs):
+    `conditional=True` appends sigma to the input (the notebook's `cond` option): in two dimensions the
+    noise level cannot be read off a point, so one unconditional network serves several levels poorly.
+    """
+
+    def __init__(self, hidden=512, depth=3, out_dim=None, conditional=False, **kwargs):
         super().__init__(**kwargs)
-        self.hidden, self.depth, self.out_dim = hidden, depth, out_dim
+        self.hidden, self.depth, self.out_dim, self.conditional = hidden, depth, out_dim, conditional
+        self.takes_sigma = conditional
 
     def build(self, input_shape):
-        widths = [input_shape[-1]] + [self.hidden] * self.depth + [self.out_dim or input_shape[-1]]
+        width = input_shape[-1]
+        widths = [width + int(self.conditional)] + [self.hidden] * self.depth + [self.out_dim or width]
         self.dense_layers = [
             keras.layers.Dense(n_out, kernel_initializer=torch_default_kernel(),
                                bias_initializer=torch_default_bias(n_in))
@@ -23,9 +30,12 @@ class ToyMLP(keras.Model):
             layer.build((None, n_in))
         super().build(input_shape)
 
-    def call(self, x, training=False):
+    def call(self, x, sigma=None, training=False):
+        if self.conditional:
+            sigma = ops.zeros_like(x[:, :1]) if sigma is None else ops.reshape(ops.cast(sigma, x.dtype), (-1, 1))
+            x = ops.concatenate([x, sigma], axis=-1)
         for layer in self.dense_layers[:-1]:
-            x = keras.ops.leaky_relu(layer(x), negative_slope=0.01)
+            x = ops.leaky_relu(layer(x), negative_slope=0.01)
         return self.dense_layers[-1](x)
 
 
