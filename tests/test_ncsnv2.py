@@ -1,5 +1,6 @@
 """NCSNv2 family: parameter counts of the reference, shapes, input mapping, gradients, distributed training."""
 
+import gin
 import keras
 import numpy as np
 import pytest
@@ -143,3 +144,13 @@ def test_trains_under_mirrored_strategy_with_two_replicas():
     kernel = network.begin_conv.kernel.value
     replicas = [v.numpy() for v in kernel.values]
     np.testing.assert_array_equal(replicas[0], replicas[1])
+
+
+def test_gin_configures_the_networks():
+    with gin.unlock_config():
+        gin.parse_config(["NCSNv2Deeper.ngf = 4", "NCSNv2Deeper.dilation = False"])
+    try:
+        network = gin.get_configurable("NCSNv2Deeper")()
+    finally:
+        gin.clear_config()
+    assert (network.ngf, network.dilation) == (4, False)

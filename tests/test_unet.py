@@ -1,5 +1,6 @@
 """The reference's unconditional UNet: parameter counts, shapes, initialisation, dropout, gradients, distribution."""
 
+import gin
 import keras
 import numpy as np
 import pytest
@@ -124,3 +125,13 @@ def test_trains_under_mirrored_strategy_with_two_replicas():
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     replicas = [v.numpy() for v in network.conv_in.kernel.value.values]
     np.testing.assert_array_equal(replicas[0], replicas[1])
+
+
+def test_gin_configures_the_network():
+    with gin.unlock_config():
+        gin.parse_config(["UNet.ch_mult = (1, 2, 2, 2, 4, 4)", "UNet.dropout = 0.1"])
+    try:
+        network = gin.get_configurable("UNet")()
+    finally:
+        gin.clear_config()
+    assert (network.ch_mult, network.dropout) == ((1, 2, 2, 2, 4, 4), 0.1)

@@ -65,11 +65,6 @@ class Conv(keras.layers.Layer):
             self.sn_u = self.add_weight(
                 shape=(self.filters,), initializer=keras.initializers.RandomNormal(), trainable=False,
                 aggregation="only_first_replica", name="sn_u")
-        if self.padding == "same":
-            self._tf_padding = "SAME"
-        else:
-            p = self.padding
-            self._tf_padding = [[0, 0], [p, p], [p, p], [0, 0]] if p else "VALID"
 
     def normalized_kernel(self, training=False):
         """The kernel divided by its spectral norm estimate (u, v held constant as in PyTorch)."""
@@ -86,8 +81,12 @@ class Conv(keras.layers.Layer):
         kernel = self.normalized_kernel(training) if self.spectral_norm else self.kernel
         if self.dilation > 1:
             y = dilated_conv2d(x, kernel, self.dilation)
-        else:
-            y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=self._tf_padding)
+        elif self.padding == "same":
+            y = tf.nn.conv2d(x, kernel, strides=self.strides, padding="SAME")
+        else:  # an explicit pad keeps the oneDNN kernels, which do not take TF's "EXPLICIT" padding
+            p = self.padding
+            y = tf.nn.conv2d(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]), kernel, strides=self.strides,
+                             padding="VALID")
         return tf.nn.bias_add(y, self.bias) if self.use_bias else y
 
 
@@ -143,9 +142,12 @@ class InstanceNormPlusPlus(keras.layers.Layer):
 
 
 class GroupNorm(keras.layers.Layer):
-    """Group normalisation (gamma = 1, beta = 0 at init) from moments over a reshaped view of x.
+    """Group normalisation (gamma = 1, beta = 0 at init) with eps 1e-6, as torch.nn.GroupNorm.
 
-    Measured faster than keras.layers.GroupNormalization on this CPU.
+    Statistics are reduced over the spatial axes per channel first (fast on NHWC) and then over the
+    channels of each group; the normalisation and the affine map are one multiply-add over x. Measured
+    1.4-1.6x faster (forward + backward) than moments over a [B, H, W, G, C/G] view, which is about as
+    fast as keras.layers.GroupNormalization here.
     """
 
     def __init__(self, groups=32, epsilon=1e-6, **kwargs):
@@ -160,15 +162,18 @@ class GroupNorm(keras.layers.Layer):
         self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
         self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
 
+    def _group_average(self, per_channel):
+        """[B, C] -> the mean over each group, repeated for the group's channels, as [B, 1, 1, C]."""
+        channels = per_channel.shape[-1]
+        grouped = tf.reshape(per_channel, [-1, self.groups, channels // self.groups])
+        averaged = tf.reduce_mean(grouped, axis=-1, keepdims=True) + tf.zeros_like(grouped)
+        return tf.reshape(averaged, [-1, 1, 1, channels])
+
     def call(self, x):
-        shape = tf.shape(x)
-        channels = x.shape[-1]
-        grouped_shape = [shape[0], shape[1], shape[2], self.groups, channels // self.groups]
-        grouped = tf.reshape(x, grouped_shape)
-        means, variances = tf.nn.moments(grouped, axes=[1, 2, 4], keepdims=True)
-        scale = tf.math.rsqrt(variances + self.epsilon) * tf.reshape(self.gamma, grouped_shape[3:])
-        shift = tf.reshape(self.beta, grouped_shape[3:]) - means * scale
-        return tf.reshape(grouped * scale + shift, shape)
+        means = self._group_average(tf.reduce_mean(x, axis=[1, 2]))
+        variances = self._group_average(tf.reduce_mean(tf.math.squared_difference(x, means), axis=[1, 2]))
+        scale = tf.math.rsqrt(variances + self.epsilon) * self.gamma
+        return x * scale + (self.beta - means * scale)
 
 
 class ConvMeanPool(keras.layers.Layer):
