@@ -172,9 +172,12 @@ def test_refine_block_fuses_inputs_to_the_first_input_size():
 
 def test_residual_block_resampling_modes():
     x = tf.random.normal((1, 8, 8, 4), seed=2)
-    for resample, dilation, size in [(None, 1, 8), ("down", 1, 4), ("down", 2, 8), (None, 4, 8)]:
+    for resample, dilation, size, shortcut_kernel in [(None, 1, 8, 1), ("down", 1, 4, 1), ("down", 2, 8, 3),
+                                                      (None, 4, 8, 3)]:
         block = layers.ResidualBlock(6, resample=resample, dilation=dilation)
         assert block(x).shape == (1, size, size, 6)
+        shortcut = block.shortcut.conv if resample and dilation == 1 else block.shortcut
+        assert shortcut.kernel.shape == (shortcut_kernel, shortcut_kernel, 4, 6)
     same = layers.ResidualBlock(4)
     same.build(x.shape)
     assert same.shortcut is None

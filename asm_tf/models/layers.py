@@ -191,7 +191,7 @@ class ConvMeanPool(keras.layers.Layer):
         self.conv.build(input_shape)
 
     def call(self, x, training=False):
-        pad_top, pad_left = x.shape[1] % 2, x.shape[2] % 2
+        pad_top, pad_left = (x.shape[1] or 0) % 2, (x.shape[2] or 0) % 2  # static sizes only
         if pad_top or pad_left:
             x = tf.pad(x, [[0, 0], [pad_top, 0], [pad_left, 0], [0, 0]])
         return tf.nn.avg_pool2d(self.conv(x, training=training), 2, 2, "VALID")
@@ -202,7 +202,8 @@ class ResidualBlock(keras.layers.Layer):
 
     `resample="down"` with `dilation=1` halves the size (ConvMeanPool, 1x1 ConvMeanPool shortcut); with a
     dilation > 1 it keeps the size and uses dilated 3x3 convolutions and a dilated 3x3 shortcut (SPEC 4.1).
-    Without resampling the shortcut is the identity (or a 1x1 conv when the channel count changes).
+    Without resampling the shortcut is the identity, or when the channel count changes a 1x1 conv
+    (a dilated 3x3 one in dilated blocks, as in the reference).
     """
 
     def __init__(self, filters, resample=None, dilation=1, spectral_norm=False, **kwargs):
@@ -230,7 +231,7 @@ class ResidualBlock(keras.layers.Layer):
             if self.resample:
                 self.shortcut = self._conv(self.filters, 3)
             elif in_channels != self.filters:
-                self.shortcut = self._conv(self.filters, 1)
+                self.shortcut = self._conv(self.filters, 3 if self.dilation > 1 else 1)
         for layer, channels in [(self.norm1, in_channels), (self.conv1, in_channels),
                                 (self.norm2, mid_channels), (self.conv2, mid_channels)]:
             layer.build(channels_shape(channels))

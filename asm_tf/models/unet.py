@@ -80,7 +80,7 @@ class Upsample(Conv):
         super().__init__(filters, 3, **kwargs)
 
     def call(self, x, training=False):
-        size = 2 * tf.shape(x)[1:3]
+        size = [2 * n for n in x.shape[1:3]] if None not in x.shape[1:3] else 2 * tf.shape(x)[1:3]
         upsampled = tf.raw_ops.ResizeNearestNeighbor(images=x, size=size, align_corners=False,
                                                      half_pixel_centers=False)
         return super().call(upsampled, training=training)
