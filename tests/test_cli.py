@@ -69,7 +69,7 @@ def test_sample_writes_arrays_pictures_and_settings(workdir, tmp_path):
 def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
     result = run("train", *TINY, "--dry_run", "--workdir", str(tmp_path / "dry"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ToyMLP, 626 parameters" in result.stdout and "dry run: the configuration is valid" in result.stdout
+    assert "ToyMLP, 642 parameters" in result.stdout and "dry run: the configuration is valid" in result.stdout
     assert not os.path.exists(tmp_path / "dry")
 
 
