@@ -39,6 +39,7 @@ setuptools.setup(
             "asm-train=asm_tf.cli.train:run",
             "asm-sample=asm_tf.cli.sample:run",
             "asm-eval=asm_tf.cli.evaluate:run",
+            "asm-export=asm_tf.cli.export:run",
         ],
     },
 )
