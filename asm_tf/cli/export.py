@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from asm_tf import export
 from asm_tf import run as run_lib
@@ -63,6 +63,8 @@ def write_info(path, loaded, settings):
 def main(argv):
     if len(argv) > 1:
         raise common.UserError(f"unexpected arguments {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # saving logs a line per signature and shard at INFO
     if not FLAGS.workdir or not FLAGS.export_dir:
         raise common.UserError("give --workdir=DIR (a run trained with asm-train) and --export_dir=EXP")
     if FLAGS.max_images < 1:
