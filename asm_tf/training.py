@@ -1,35 +1,47 @@
-"""The trainer: score networks (and discriminators) in a custom tf.function loop under tf.distribute."""
+"""The trainer: score networks (and discriminators) in a custom tf.function loop under tf.distribute.
 
+Faults it survives:
+- Preemption: SIGTERM or SIGINT saves a checkpoint at the step every worker agrees on and raises
+  TrainingInterrupted; running again resumes.
+- Crashes: TensorFlow writes a checkpoint's files under temporary names and commits it by renaming its
+  index and then rewriting the `checkpoint` list, so a crash during a save leaves the previous checkpoint
+  listed and whole. A checkpoint that cannot be read (truncated, corrupt) is reported and the one before
+  it restored instead.
+- Non-finite values: every update is applied only if its loss and its summed gradients are finite; a
+  non-finite one stops training (FloatingPointError naming the step and the quantities) or, with
+  nonfinite='skip', is skipped and counted.
+
+Under MultiWorkerMirroredStrategy the chief alone writes summaries, previews and the checkpoints that
+count; the other workers save to a temporary directory that they delete (saving is collective) and each
+worker saves its own input position in checkpoints/worker-<k>-of-<n>/.
+"""
+
+import dataclasses
 import os
+import shutil
+import tempfile
 import time
+from typing import Callable, Optional
 
 import gin
 import numpy as np
 import tensorflow as tf
 
 from asm_tf import losses, noise, optimizers, sampling, summaries
+from asm_tf import precision as _precision
 from asm_tf.adversarial import Adversarial  # noqa: F401  (registers it with gin)
+from asm_tf.distribution import STRATEGIES, WorkerSums, make_strategy, workers_of  # noqa: F401  (public here too)
 from asm_tf.ema import EMA
 from asm_tf.experiment import CHECKPOINT_DIR, Experiment, build_network
+from asm_tf.preemption import StopSignals, TrainingInterrupted
 from asm_tf.score import ScoreModel, per_example
 
-STRATEGIES = ("mirrored", "default", "multi_worker")
+NONFINITE_POLICIES = ("stop", "skip")
 
 
-def make_strategy(name):
-    """The tf.distribute strategy called `name`: all local devices, one device, or TF_CONFIG workers."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
-
-
-def _all_reduce(grads):
-    """Sums per-replica gradients over replicas (a no-op with one replica)."""
-    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+def _all_reduce(values):
+    """Sums per-replica values (a nest) over all replicas (a no-op with one replica)."""
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
 def _expecting_reduced_gradients(optimizer):
@@ -39,19 +51,41 @@ def _expecting_reduced_gradients(optimizer):
     return optimizer
 
 
+@dataclasses.dataclass
+class _Trained:
+    """A trained network's optimizer and the bookkeeping of its guarded updates."""
+
+    variables: list
+    optimizer: object
+    gradients: Callable  # per replica: (x, example seeds) -> (metric shares, gradients)
+    loss_name: str
+    norm_name: str
+    skipped: tf.Variable
+    loss_scale: Optional[_precision.DynamicLossScale]
+    after_update: Callable
+
+
 @gin.configurable(denylist=["workdir", "strategy"])
 class Trainer:
     """Denoising score matching, optionally adversarial, with EMA weights, checkpoints and summaries.
 
     Running the same configuration on the same workdir again resumes from the newest checkpoint
     and continues exactly as an uninterrupted run would.
+
+    precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (with dynamic loss scaling) for the trained
+    networks. jit_compile: XLA on each replica's forward and backward pass. nonfinite: 'stop' or 'skip'
+    an update whose loss or gradients are not finite.
     """
 
     def __init__(self, workdir, strategy=None, *, experiment=Experiment, optimizer=optimizers.adam, batch_size=128,
                  num_steps=300_000, steps_per_call=10, checkpoint_every=5000, max_checkpoints=5,
                  log_every=100, sample_every=5000, num_preview=36, seed=1234, sampler_settings=None,
-                 adversarial=None):
+                 adversarial=None, precision="float32", jit_compile=False, nonfinite="stop"):
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        self.precision = _precision.check_precision(precision)
         self.strategy = strategy or tf.distribute.get_strategy()
+        self.workers = workers_of(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
         if batch_size % replicas:
             raise ValueError(f"batch_size {batch_size} is not divisible by the {replicas} replicas; "
@@ -71,32 +105,72 @@ class Trainer:
         self.sampler_settings = sampler_settings or sampling.SamplerSettings()
         self.sampler_settings.validate(self.schedule)
         self.adversarial = adversarial
+        self.jit_compile = jit_compile
+        self.nonfinite = nonfinite
 
+        scaled = self.precision == "mixed_float16"
         with self.strategy.scope():
-            self.network = self.experiment.build_score_network()
-            self.ema = EMA(self.experiment.build_score_network(), self.experiment.ema_rate)
+            with _precision.dtype_policy(self.precision):
+                self.network = self.experiment.build_score_network()
+            self.ema = EMA(self.experiment.build_score_network(), self.experiment.ema_rate)  # float32
             self.ema.initialize(self.network)
             self.optimizer = _expecting_reduced_gradients(optimizer())
             self.optimizer.build(self.network.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.score_update = self._trained(self.network, self.optimizer, self._score_gradients, "loss",
+                                              "grad_norm", scaled, after_update=lambda: self.ema.update(self.network))
             if adversarial:
-                self.discriminator = build_network(adversarial.discriminator, data.example_shape)
+                with _precision.dtype_policy(self.precision):
+                    self.discriminator = build_network(adversarial.discriminator, data.example_shape)
                 self.d_optimizer = _expecting_reduced_gradients(adversarial.optimizer())
                 self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.score_model = ScoreModel(self.network)
+                self.d_update = self._trained(self.discriminator, self.d_optimizer, self._discriminator_gradients,
+                                              "loss_d", "d_grad_norm", scaled)
+        self.score_model = ScoreModel(_precision.Float32Outputs(self.network))
         self.sigmas = tf.constant(self.schedule.sigmas(), tf.float32)
-        self.iterator = iter(data.make_dataset(batch_size, seed))
+        if self.workers.count > 1:
+            dataset = data.make_dataset(batch_size // self.workers.count, seed,
+                                        shard=(self.workers.index, self.workers.count))
+        else:
+            dataset = data.make_dataset(batch_size, seed)
+        self.iterator = iter(dataset)
+        self._make_checkpoints(max_checkpoints)
+        self._worker_sums = WorkerSums(self.strategy, self.workers)
+        self._train_steps = tf.function(self._steps)
+        self._preview_sampler = None
+        self._saved_step = None
+
+    def _trained(self, network, optimizer, gradients, loss_name, norm_name, scaled, after_update=lambda: None):
+        prefix = "d_" if loss_name == "loss_d" else ""
+        return _Trained(variables=network.trainable_variables, optimizer=optimizer,
+                        gradients=tf.function(gradients, jit_compile=True) if self.jit_compile else gradients,
+                        loss_name=loss_name, norm_name=norm_name,
+                        skipped=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{prefix}skipped_updates"),
+                        loss_scale=_precision.DynamicLossScale() if scaled else None, after_update=after_update)
+
+    def _make_checkpoints(self, max_checkpoints):
         # Keras 3 models nest their layers in containers that tf.train.Checkpoint does not traverse, so
         # the checkpoint tracks each network's weight list (in its fixed creation order) instead.
         tracked = dict(network=self.network.weights, ema_network=self.ema.network.weights,
-                       optimizer=self.optimizer, step=self.step, iterator=self.iterator)
-        if adversarial:
-            tracked.update(discriminator=self.discriminator.weights, discriminator_optimizer=self.d_optimizer)
+                       optimizer=self.optimizer, step=self.step, skipped_updates=self.score_update.skipped)
+        if self.score_update.loss_scale:
+            tracked.update(loss_scale=self.score_update.loss_scale)
+        if self.adversarial:
+            tracked.update(discriminator=self.discriminator.weights, discriminator_optimizer=self.d_optimizer,
+                           d_skipped_updates=self.d_update.skipped)
+            if self.d_update.loss_scale:
+                tracked.update(d_loss_scale=self.d_update.loss_scale)
+        directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+        self.input_manager = None
+        if self.workers.count == 1:
+            tracked.update(iterator=self.iterator)
+        else:  # each worker reads its own shard: its input position is its own checkpoint
+            self.input_manager = tf.train.CheckpointManager(
+                tf.train.Checkpoint(iterator=self.iterator),
+                os.path.join(directory, f"worker-{self.workers.index}-of-{self.workers.count}"),
+                max_to_keep=max_checkpoints)
         self.checkpoint = tf.train.Checkpoint(**tracked)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=max_checkpoints)
-        self._train_steps = tf.function(self._steps)
-        self._preview_sampler = None
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_checkpoints)
 
     # ---------------------------------------------------------------- one step
     def _example_seeds(self, local_batch, draw):
@@ -107,19 +181,13 @@ class Trainer:
         pairs = tf.stack([tf.fill([local_batch], tf.constant(self.seed, tf.int64)), index], axis=1)
         return noise.fold(pairs, draw)
 
-    def _perturb(self, x, draw):
-        return losses.draw_perturbation(self._example_seeds(x.shape[0], draw), x.shape[1:], self.sigmas)
+    @staticmethod
+    def _scaled(loss, loss_scale):
+        return loss * loss_scale.scale if loss_scale else loss
 
-    def _apply(self, optimizer, loss, tape, variables):
-        """Sums the gradients over replicas once, applies them, and returns their global norm."""
-        grads = _all_reduce(tape.gradient(loss, variables))
-        optimizer.apply_gradients(zip(grads, variables))
-        return tf.linalg.global_norm(grads)
-
-    def _score_step(self, x):
+    def _score_gradients(self, x, seeds):
         """DSM (plus lambda_G times the adversarial loss through the same draw's EDS) on one replica's batch."""
-        sigma, z = self._perturb(x, draw=0)
-        variables = self.network.trainable_variables
+        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas)
         with tf.GradientTape() as tape:
             result = losses.dsm_loss(self.score_model, x, sigma, z, training=True)
             dsm = tf.nn.compute_average_loss(result.loss, global_batch_size=self.batch_size)
@@ -130,73 +198,170 @@ class Trainer:
                 real, fake = self._discriminate(x, result.denoised, training=False)
                 adversarial = self.adversarial.gan.generator_loss(real, fake, self.batch_size)
                 loss = self.adversarial.lambda_dae * dsm + self.adversarial.lambda_g * adversarial
-                metrics.update(loss_g=adversarial, loss=loss)
-            else:
-                metrics["loss"] = loss
-        metrics["grad_norm"] = self._apply(self.optimizer, loss, tape, variables)
-        return metrics
+                metrics["loss_g"] = adversarial
+            metrics["loss"] = loss
+            scaled = self._scaled(loss, self.score_update.loss_scale)
+        return metrics, tape.gradient(scaled, self.score_update.variables)
 
     def _discriminate(self, x, denoised, training):
-        """D's logits on the real batch and on the clamped denoised fakes, in one forward pass."""
+        """D's float32 logits on the real batch and on the clamped denoised fakes, in one forward pass."""
         fake = self.adversarial.clamp(denoised, self.data)
         logits = self.discriminator(tf.concat([x, fake], axis=0), training=training)
-        logits = tf.reshape(logits, [-1])
+        logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
         return logits[:x.shape[0]], logits[x.shape[0]:]
 
-    def _discriminator_step(self, x, d_step):
-        """One D update: real images against the EDS of freshly noised reals from the current score net."""
-        sigma, z = self._perturb(x, draw=1 + d_step)
+    def _discriminator_gradients(self, x, seeds):
+        """One D loss: real images against the EDS of freshly noised reals from the current score net."""
+        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas)
         noisy = x + per_example(sigma, x) * z
         denoised = tf.stop_gradient(self.score_model.denoise(noisy, sigma, training=True))
-        variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             real, fake = self._discriminate(x, denoised, training=True)
             loss = self.adversarial.lambda_d * self.adversarial.gan.discriminator_loss(real, fake, self.batch_size)
-        norm = self._apply(self.d_optimizer, loss, tape, variables)
+            scaled = self._scaled(loss, self.d_update.loss_scale)
         share = tf.cast(x.shape[0], tf.float32) / self.batch_size
-        return {"loss_d": loss, "d_grad_norm": norm,
-                "d_real": tf.reduce_mean(real) * share, "d_fake": tf.reduce_mean(fake) * share}
+        metrics = {"loss_d": loss, "d_real": tf.reduce_mean(real) * share, "d_fake": tf.reduce_mean(fake) * share}
+        return metrics, tape.gradient(scaled, self.d_update.variables)
+
+    def _summed_gradients(self, trained, x, draw):
+        """Per replica: the gradients and metrics summed over replicas, and whether loss and gradients are finite."""
+        metrics, grads = trained.gradients(x, self._example_seeds(x.shape[0], draw))
+        metrics, grads = _all_reduce((metrics, grads))
+        if trained.loss_scale:
+            grads = [g / trained.loss_scale.scale for g in grads]
+        metrics[trained.norm_name] = tf.linalg.global_norm(grads)
+        return grads, metrics, tf.math.is_finite(metrics[trained.loss_name]), tf.math.is_finite(
+            metrics[trained.norm_name])
+
+    def _update(self, trained, x, draw):
+        """One guarded update; returns its metrics and whether it was non-finite (an overflow under loss
+        scaling is not: it only lowers the scale).
+
+        The decision is taken in cross-replica context, on values that every replica and worker share,
+        because a merge_call (which applying gradients makes) is not allowed inside a tf.cond in replica context.
+        """
+        grads, metrics, loss_ok, grads_ok = self.strategy.run(
+            lambda batch: self._summed_gradients(trained, batch, draw), args=(x,))
+        first = lambda value: self.strategy.experimental_local_results(value)[0]
+        metrics = {name: first(value) for name, value in metrics.items()}
+        loss_ok, grads_ok = first(loss_ok), first(grads_ok)
+
+        def apply():
+            self.strategy.run(lambda g: trained.optimizer.apply(g, trained.variables), args=(grads,))
+            if trained.loss_scale:
+                trained.loss_scale.after_finite()
+            trained.after_update()
+
+        def skip():
+            trained.skipped.assign_add(1)
+            if trained.loss_scale:
+                trained.loss_scale.after_nonfinite()
+
+        tf.cond(tf.logical_and(loss_ok, grads_ok), apply, skip)
+        nonfinite = tf.logical_not(loss_ok if trained.loss_scale else tf.logical_and(loss_ok, grads_ok))
+        return metrics, nonfinite
 
     def _distribute(self, batch):
-        replicas = self.strategy.num_replicas_in_sync
-        local = self.batch_size // replicas
+        """Splits this worker's batch over its local replicas (replica ids are global)."""
+        local = self.batch_size // self.strategy.num_replicas_in_sync
+        first = self.workers.index * (self.strategy.num_replicas_in_sync // self.workers.count)
         return self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: batch[ctx.replica_id_in_sync_group * local:(ctx.replica_id_in_sync_group + 1) * local])
+            lambda ctx: batch[(ctx.replica_id_in_sync_group - first) * local:
+                              (ctx.replica_id_in_sync_group - first + 1) * local])
 
-    def _run(self, fn, *args):
-        """Runs fn on every replica and reduces its metrics: norms are replicated, the rest are shares."""
-        per_replica = self.strategy.run(fn, args=args)
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN if "norm" in k else tf.distribute.ReduceOp.SUM,
-                                        v, axis=None) for k, v in per_replica.items()}
+    def _one_step(self):
+        """One score step; an adversarial one follows D_steps discriminator steps (SPEC 2.2)."""
+        metrics, nonfinite = {}, tf.constant(False)
+        x = self._distribute(next(self.iterator))
+        if self.adversarial:
+            for d_step in range(self.adversarial.d_steps):
+                if d_step:
+                    x = self._distribute(next(self.iterator))
+                d_metrics, d_nonfinite = self._update(self.d_update, x, draw=1 + d_step)
+                metrics.update(d_metrics)
+                nonfinite = tf.logical_or(nonfinite, d_nonfinite)
+        score_metrics, score_nonfinite = self._update(self.score_update, x, draw=0)
+        metrics.update(score_metrics)
+        return metrics, tf.logical_or(nonfinite, score_nonfinite)
 
     def _steps(self, num_steps):
-        """`num_steps` score steps; each adversarial one follows D_steps discriminator steps (SPEC 2.2)."""
+        """Up to `num_steps` steps; returns the last step's metrics and whether a non-finite step stopped them."""
         metrics = {name: tf.constant(0.0) for name in self.metric_names}
+        stopped = tf.constant(False)
         for _ in tf.range(num_steps):
-            metrics = {}
-            x = self._distribute(next(self.iterator))
-            if self.adversarial:
-                for d_step in range(self.adversarial.d_steps):
-                    if d_step:
-                        x = self._distribute(next(self.iterator))
-                    metrics.update(self._run(self._discriminator_step, x, d_step))
-            metrics.update(self._run(self._score_step, x))
-            self.ema.update(self.network)
+            metrics, nonfinite = self._one_step()
+            stopped = tf.logical_and(nonfinite, self.nonfinite == "stop")
+            if stopped:
+                break
             self.step.assign_add(1)
-        return metrics
+        return metrics, stopped
 
     @property
     def metric_names(self):
         names = ["loss", "loss_dsm", "grad_norm"]
         return names + (["loss_g", "loss_d", "d_grad_norm", "d_real", "d_fake"] if self.adversarial else [])
 
-    # ---------------------------------------------------------------- the loop
-    def restore(self):
-        """Restores the newest checkpoint, if any; returns its step (0 for a new run)."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-        return int(self.step.numpy())
+    # ---------------------------------------------------------------- checkpoints
+    def _checkpoint_path(self, step):
+        return os.path.join(self.manager.directory, f"ckpt-{step}")
 
+    def _restore_step(self, step):
+        """Restores the checkpoint of `step` (and this worker's input position); the error if it cannot be read."""
+        try:
+            self.checkpoint.restore(self._checkpoint_path(step)).assert_existing_objects_matched()
+            if self.input_manager:
+                path = os.path.join(self.input_manager.directory, f"ckpt-{step}")
+                self.input_manager.checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, IndexError) as error:
+            return error
+        return None
+
+    def restore(self, log=print):
+        """Restores the newest readable checkpoint, the same one on every worker; returns its step (0 if none).
+
+        The chief proposes checkpoints newest first; a checkpoint that any worker cannot read is reported
+        and the one before it tried.
+        """
+        chief = self.workers.is_chief
+        candidates = [int(path.rsplit("-", 1)[1]) for path in reversed(self.manager.checkpoints)] if chief else []
+        unreadable = []
+        while True:
+            proposal = candidates.pop(0) if candidates else (-1 if unreadable else 0)
+            step = int(self._worker_sums([proposal if chief else 0])[0])
+            if step == 0:
+                return 0
+            if step < 0:
+                hint = (f" (a run of {self.workers.count} workers also needs checkpoints/worker-<k>-of-"
+                        f"{self.workers.count}/: resume with as many workers as it was saved with)"
+                        if self.workers.count > 1 else "")
+                raise ValueError(f"no readable checkpoint in {self.manager.directory}{hint}: "
+                                 f"{'; '.join(unreadable)}; move the directory away to start over")
+            error = self._restore_step(step)
+            if not self._worker_sums([error is not None])[0]:
+                self._saved_step = step
+                return step
+            reason = (f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}" if error
+                      else "another worker could not read it")
+            unreadable.append(f"ckpt-{step} ({reason})")
+            log(f"warning: cannot restore {self._checkpoint_path(step)} ({reason}); trying the checkpoint before it")
+
+    def save(self, step):
+        """Saves a checkpoint of `step` on every worker (saving is collective under MultiWorkerMirroredStrategy):
+        each worker's input position first, then the chief's checkpoint, which commits the step; the other
+        workers write theirs to a temporary directory and delete it."""
+        if self.input_manager:
+            self.input_manager.save(checkpoint_number=step)
+        if self.workers.is_chief:
+            self.manager.save(checkpoint_number=step)
+        else:
+            scratch = tempfile.mkdtemp(prefix="asm_worker_checkpoint_")
+            try:
+                self.checkpoint.write(os.path.join(scratch, "ckpt"))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self._saved_step = step
+
+    # ---------------------------------------------------------------- the loop
     def preview(self, seeds):
         """EMA samples for the seeds with the run's sampler settings: (final, denoised) in data space."""
         if self._preview_sampler is None:
@@ -205,35 +370,68 @@ class Trainer:
         return self._preview_sampler(tf.constant(seeds, tf.int64))
 
     def train(self, log=print):
-        """Trains until `num_steps`, resuming from the newest checkpoint; returns the last metrics."""
-        start_step = self.restore()
+        """Trains until `num_steps`, resuming from the newest readable checkpoint; returns the last metrics.
+
+        Raises TrainingInterrupted after saving a checkpoint if SIGTERM or SIGINT arrives (on any worker),
+        and FloatingPointError at a non-finite update when nonfinite='stop'. Only the chief logs progress.
+        """
+        start_step = self.restore(log)
         if start_step:
-            log(f"resumed from step {start_step} ({self.manager.latest_checkpoint})")
-        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard"))
+            log(f"resumed from step {start_step} ({self._checkpoint_path(start_step)})")
+        chief = self.workers.is_chief
+        progress = log if chief else (lambda _: None)
+        writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) if chief
+                  else tf.summary.create_noop_writer())
         metrics, step, tick, tick_step = {}, start_step, time.time(), start_step
-        while step < self.num_steps:
-            n = min(self.steps_per_call, self.num_steps - step, self._until_event(step))
-            metrics = {k: float(v) for k, v in self._train_steps(tf.constant(n)).items()}
-            step = int(self.step.numpy())
-            bad = [name for name, value in metrics.items() if not np.isfinite(value)]
-            if bad:
-                raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}; "
-                                         f"the last good checkpoint is {self.manager.latest_checkpoint}")
-            if step % self.log_every == 0 or step == self.num_steps:
-                rate = (step - tick_step) / max(time.time() - tick, 1e-9)
-                tick, tick_step = time.time(), step
-                scalars = dict(metrics, learning_rate=float(tf.convert_to_tensor(self.optimizer.learning_rate)),
-                               steps_per_second=rate)
-                summaries.write_scalars(writer, scalars, step)
-                log(f"step {step}/{self.num_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
-            if self.sample_every and step % self.sample_every == 0:
-                final, denoised = self.preview(np.arange(self.num_preview))
-                summaries.write_samples(writer, {"samples": final.numpy(), "denoised": denoised.numpy()},
-                                        self.data.kind, step)
-            if step % self.checkpoint_every == 0 or step == self.num_steps:
-                self.manager.save(checkpoint_number=step)
+        with StopSignals() as signals:
+            while step < self.num_steps:
+                if self._worker_sums([signals.received is not None])[0]:
+                    self._interrupt(signals.received or "a signal on another worker", step)
+                n = min(self.steps_per_call, self.num_steps - step, self._until_event(step))
+                values, stopped = self._train_steps(tf.constant(n))
+                metrics = {k: float(v) for k, v in values.items()}
+                step = int(self.step.numpy())
+                if bool(stopped):
+                    raise FloatingPointError(self._nonfinite_message(metrics, step + 1))
+                if step % self.log_every == 0 or step == self.num_steps:
+                    rate = (step - tick_step) / max(time.time() - tick, 1e-9)
+                    tick, tick_step = time.time(), step
+                    scalars = dict(metrics, learning_rate=float(tf.convert_to_tensor(self.optimizer.learning_rate)),
+                                   steps_per_second=rate, **self._fault_scalars())
+                    summaries.write_scalars(writer, scalars, step)
+                    progress(f"step {step}/{self.num_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+                if chief and self.sample_every and step % self.sample_every == 0:
+                    final, denoised = self.preview(np.arange(self.num_preview))
+                    summaries.write_samples(writer, {"samples": final.numpy(), "denoised": denoised.numpy()},
+                                            self.data.kind, step)
+                if step % self.checkpoint_every == 0 or step == self.num_steps:
+                    self.save(step)
         writer.flush()
+        self._worker_sums([0])  # no worker leaves (and stops serving collectives) before all have saved
         return metrics
+
+    def _interrupt(self, reason, step):
+        if self._saved_step != step:
+            self.save(step)
+        self._worker_sums([0])
+        raise TrainingInterrupted(reason, step, self._checkpoint_path(step))
+
+    def _fault_scalars(self):
+        """Skipped-update counts (when updates can be skipped) and loss scales (under mixed_float16)."""
+        scalars = {}
+        for trained in [self.score_update] + ([self.d_update] if self.adversarial else []):
+            prefix = "d_" if trained is not self.score_update else ""
+            if self.nonfinite == "skip" or trained.loss_scale:
+                scalars[f"{prefix}skipped_updates"] = float(trained.skipped.numpy())
+            if trained.loss_scale:
+                scalars[f"{prefix}loss_scale"] = float(trained.loss_scale.scale.numpy())
+        return scalars
+
+    def _nonfinite_message(self, metrics, step):
+        names = [name for name, value in metrics.items() if not np.isfinite(value)] or ["gradients"]
+        last = self.manager.latest_checkpoint if self.workers.is_chief else "the chief's newest checkpoint"
+        return (f"non-finite {', '.join(names)} in step {step}: training stopped without applying it; "
+                f"the last good checkpoint is {last} (Trainer.nonfinite = 'skip' skips such updates instead)")
 
     def _until_event(self, step):
         """Steps until the next log, sample or checkpoint step, so that calls end exactly on them."""

@@ -85,8 +85,24 @@ def check_workdir_config(workdir, config_text, allow_change=False):
 
 
 def save_config(workdir, config_text):
-    """Writes the run's configuration to WORKDIR/config.gin (what asm-sample and resumes read)."""
+    """Writes the run's configuration to WORKDIR/config.gin (what asm-sample and resumes read), atomically:
+    other workers may be reading it."""
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, CONFIG_FILE)
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(config_text)
+    os.replace(path + ".tmp", path)
+
+
+def unused_bindings():
+    """The gin bindings ('scope/Name.parameter') that nothing called so far has used: after building a run,
+    bindings under a misspelt scope, or of configurables that this tool never calls."""
+    used = gin.config._OPERATIVE_CONFIG
+    unused = []
+    for (scope, selector), parameters in gin.config._CONFIG.items():
+        if selector.startswith("gin."):  # macros and constants are used through references
+            continue
+        for name in parameters:
+            if name not in used.get((scope, selector), {}):
+                unused.append(f"{scope + '/' if scope else ''}{selector.rsplit('.', 1)[-1]}.{name}")
+    return sorted(unused)

@@ -1,20 +1,28 @@
-"""asm-train: train a score network (optionally adversarially) from gin files; running again resumes."""
+"""asm-train: train a score network (optionally adversarially) from gin files; running again resumes.
 
+Exit status: 0 when training finished, 75 when a signal (SIGTERM, SIGINT) stopped it after saving a
+checkpoint (run the same command to resume), 1 when a non-finite loss or gradient stopped it, 2 for a
+mistake in the command line or the configuration.
+"""
+
+import sys
 import tempfile
 
 import gin
 import tensorflow as tf
 from absl import app, flags
 
-from asm_tf import training
+from asm_tf import distribution, preemption, training
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin configuration file(s), applied in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. 'Trainer.num_steps = 1000'.")
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, config.gin.")
-flags.DEFINE_enum("strategy", "mirrored", list(training.STRATEGIES),
-                  "tf.distribute strategy: all local devices, one device, or the workers of TF_CONFIG.")
+flags.DEFINE_enum("strategy", "auto", list(training.STRATEGIES),
+                  "tf.distribute strategy: auto (multi_worker if TF_CONFIG names a cluster, else mirrored), all "
+                  "local devices, one device, the workers of TF_CONFIG, or a TPU.")
+flags.DEFINE_string("tpu", "local", "With --strategy=tpu: the TPU's name or address ('local' on a TPU VM).")
 flags.DEFINE_bool("dry_run", False, "Parse and validate the config, build models and data, print sizes, exit.")
 flags.DEFINE_bool("allow_config_change", False, "Resume a workdir even though its saved config differs.")
 
@@ -27,7 +35,19 @@ def describe(trainer):
             f"score network: {type(trainer.network).__name__}, {count:,} parameters",
             f"noise levels: {trainer.schedule.num_levels} ({trainer.schedule.spacing}) from "
             f"{trainer.schedule.sigma_begin:g} to {trainer.schedule.sigma_end:g}",
-            f"replicas: {trainer.strategy.num_replicas_in_sync}"]
+            f"replicas: {trainer.strategy.num_replicas_in_sync} on {trainer.workers.count} worker(s)",
+            f"precision: {trainer.precision}, XLA: {'on' if trainer.jit_compile else 'off'}, "
+            f"non-finite updates: {trainer.nonfinite}"]
+
+
+def strategy_name(requested, dry_run):
+    """The strategy to start: a dry run stays on this machine (a cluster would wait for its other workers)."""
+    name = "multi_worker" if requested == "auto" and distribution.tf_config_cluster() else requested
+    name = "mirrored" if name == "auto" else name
+    if dry_run and name in ("multi_worker", "tpu"):
+        print(f"dry run on this machine's devices: the {name} strategy is not started", flush=True)
+        return "mirrored"
+    return name
 
 
 def main(argv):
@@ -41,18 +61,33 @@ def main(argv):
     config_text = gin.config_str()
     if FLAGS.workdir:
         common.check_workdir_config(FLAGS.workdir, config_text, FLAGS.allow_config_change)
-    strategy = training.make_strategy(FLAGS.strategy)
+    strategy = training.make_strategy(strategy_name(FLAGS.strategy, FLAGS.dry_run), tpu=FLAGS.tpu)
     trainer = training.Trainer(FLAGS.workdir or tempfile.mkdtemp(prefix="asm_dry_run_"), strategy)
-    print("\n".join(describe(trainer)), flush=True)
+    chief = trainer.workers.is_chief
+    if chief:
+        print("\n".join(describe(trainer)), flush=True)
+    unused = common.unused_bindings()
+    if unused and chief:
+        print(f"warning: training never used the gin bindings {', '.join(unused)}: a misspelt scope, or "
+              "bindings for another tool?", flush=True)
     if FLAGS.dry_run:
         batch = next(iter(trainer.data.make_dataset(trainer.batch_size, trainer.seed)))
         print(f"first batch: shape {tuple(batch.shape)}, range [{float(tf.reduce_min(batch)):.3g}, "
               f"{float(tf.reduce_max(batch)):.3g}]\ndry run: the configuration is valid", flush=True)
         return
-    common.save_config(FLAGS.workdir, config_text)
-    trainer.train()
-    print(f"done: checkpoints in {trainer.manager.directory}; "
-          f"tensorboard --logdir {FLAGS.workdir}/tensorboard", flush=True)
+    if chief:
+        common.save_config(FLAGS.workdir, config_text)
+    try:
+        trainer.train(log=lambda line: print(line, flush=True))
+    except preemption.TrainingInterrupted as interrupted:
+        print(f"asm-train: {interrupted}", flush=True)
+        sys.exit(preemption.EXIT_CODE)
+    except FloatingPointError as error:
+        print(f"asm-train: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if chief:
+        print(f"done: checkpoints in {trainer.manager.directory}; "
+              f"tensorboard --logdir {FLAGS.workdir}/tensorboard", flush=True)
 
 
 def run():
