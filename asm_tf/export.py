@@ -29,6 +29,7 @@ import tensorflow as tf
 from asm_tf import sampling
 
 SIGNATURES = ("serving_default", "sample_cas", "sample_als", "denoise", "inpaint")
+MAX_N_SIGMA = 1000  # keeps (L - 1) n_sigma + 1 far from int32 overflow and a request's cost bounded
 
 
 def raw_variables(network):
@@ -127,10 +128,8 @@ class Signatures:
         return {"points": data}
 
     def _check_count(self, count, what):
-        return [_check(count >= 1, f"give at least one {what}"),
-                _check(count <= self._max_images,
-                       f"at most {self._max_images} {what}s per request (the limit set by asm-export --max_images), got {{}}",
-                       count)]
+        limit = f"at most {self._max_images} {what}s per request (the limit set by asm-export --max_images), got {{}}"
+        return [_check(count >= 1, f"give at least one {what}"), _check(count <= self._max_images, limit, count)]
 
     def _check_examples(self, x, what):
         """Checks x's example shape and count; returns (checks, x with its static shape)."""
@@ -158,7 +157,8 @@ class Signatures:
             return self._draw(seeds, self._serving_levels, self._settings.step_size, True, "cas")
 
     def _check_n_sigma(self, n_sigma):
-        return _check(n_sigma >= 1, "n_sigma must be at least 1, got {}", n_sigma)
+        return _check(tf.logical_and(n_sigma >= 1, n_sigma <= MAX_N_SIGMA),
+                      f"n_sigma must be at least 1 and at most {MAX_N_SIGMA}, got {{}}", n_sigma)
 
     def _sample_cas(self, seeds, step_size, n_sigma, denoise):
         with tf.control_dependencies([self._check_n_sigma(n_sigma)]):
