@@ -3,7 +3,8 @@
 Every image's randomness is a stateless function of its int64 seed: draw 0 is the initial value,
 draw k + 1 the noise of sampler step k. Image k therefore depends only on the weights, the sampler
 settings and seed k, never on the batch size, its position in the batch or the device.
-Both samplers return (final sample, EDS of the last step) in model space (SPEC 1.3-1.5).
+Both samplers return (final sample, EDS of the last step) in model space (SPEC 1.3-1.5), plus the
+trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values known (exported for serving).
 """
 
 import dataclasses
