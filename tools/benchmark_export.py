@@ -79,12 +79,19 @@ def main(argv=None):
     schedule = sigmas.NoiseSchedule(sigma_begin=50.0, sigma_end=0.01, num_levels=args.num_levels)
     low, high = sigmas.cas_step_size_bounds(schedule.sigmas())
     settings = sampling.SamplerSettings(sampler="cas", n_sigma=1, step_size=float(np.sqrt(low * high)))
-    seeds = np.arange(args.batch_size, dtype=np.int64)
-    path = os.path.join(tempfile.mkdtemp(prefix="asm_benchmark_export_"), "1")
-    start = time.perf_counter()
-    export.save(ScoreModel(network), schedule, source, settings, path, max_images=args.batch_size)
-    export_seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="asm_benchmark_export_") as directory:
+        path = os.path.join(directory, "1")
+        start = time.perf_counter()
+        export.save(ScoreModel(network), schedule, source, settings, path, max_images=args.batch_size)
+        export_seconds = time.perf_counter() - start
+        report = measure(args, network, shape, path, np.arange(args.batch_size, dtype=np.int64))
+    report.update(export_seconds=round(export_seconds, 1), load_average_before=[round(v, 2) for v in load_before],
+                  load_average_after=[round(v, 2) for v in os.getloadavg()])
+    print(json.dumps(report))
 
+
+def measure(args, network, shape, path, seeds):
+    """Alternating timed rounds of the bare forward passes and of each loader's serving_default."""
     forward = tf.function(lambda x: network(x, training=False))
     x = tf.random.stateless_uniform([args.batch_size, *shape], seed=[1, 2])
 
@@ -104,7 +111,7 @@ def main(argv=None):
     medians = {name: [statistics.median(t[k] for t in values) for k in (0, 1)] for name, values in times.items()}
     report = {
         "model": f"NCSNv2 ngf {args.ngf}", "image_size": args.image_size, "batch_size": args.batch_size,
-        "levels": args.num_levels, "rounds": args.rounds, "export_seconds": round(export_seconds, 1),
+        "levels": args.num_levels, "rounds": args.rounds,
         "forward_pass_seconds": round(medians["forward"][0] / args.num_levels, 4),
         "bare_passes_seconds": round(medians["forward"][0], 3),
     }
@@ -112,9 +119,7 @@ def main(argv=None):
         report[f"{name}_cas_seconds"] = round(medians[name][0], 3)
         report[f"{name}_ratio_wall"] = round(medians[name][0] / medians["forward"][0], 4)
         report[f"{name}_ratio_cpu"] = round(medians[name][1] / medians["forward"][1], 4)
-    report["load_average_before"] = [round(v, 2) for v in load_before]
-    report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
-    print(json.dumps(report))
+    return report
 
 
 if __name__ == "__main__":
