@@ -143,7 +143,7 @@ def gin_network(gin_files, gin_params, image_size, channels):
 
     from asm_tf import experiment  # noqa: F401  (registers the configurables)
 
-    gin.parse_config_files_and_bindings(gin_files, gin_params)
+    gin.parse_config_files_and_bindings(gin_files, gin_params, skip_unknown=True)  # trainer bindings etc.
     network = gin.query_parameter("Experiment.score_network").scoped_configurable_fn()
     network.build((None, image_size, image_size, channels))
     return network

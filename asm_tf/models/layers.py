@@ -77,7 +77,13 @@ class Conv(keras.layers.Layer):
         sigma = tf.tensordot(u, tf.linalg.matvec(matrix, v, transpose_a=True), axes=1)
         return self.kernel / sigma
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, residual=None):
+        """conv(x) + bias, plus `residual` if given.
+
+        The residual is added before the bias: the same sum, but TensorFlow's oneDNN graph remapper
+        then cannot fuse Conv2D+BiasAdd+Add+Elu across an Add with other consumers (NCSNv2's stage
+        outputs), a fusion that fails and disables every fusion in the graph (measured 5-7% slower).
+        """
         kernel = self.normalized_kernel(training) if self.spectral_norm else self.kernel
         if self.dilation > 1:
             y = dilated_conv2d(x, kernel, self.dilation)
@@ -87,6 +93,8 @@ class Conv(keras.layers.Layer):
             p = self.padding
             y = tf.nn.conv2d(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]), kernel, strides=self.strides,
                              padding="VALID")
+        if residual is not None:
+            y = y + residual
         return tf.nn.bias_add(y, self.bias) if self.use_bias else y
 
 
@@ -240,9 +248,10 @@ class ResidualBlock(keras.layers.Layer):
 
     def call(self, x, training=False):
         h = self.conv1(tf.nn.elu(self.norm1(x)), training=training)
-        h = self.conv2(tf.nn.elu(self.norm2(h)), training=training)
-        shortcut = x if self.shortcut is None else self.shortcut(x, training=training)
-        return shortcut + h
+        h = tf.nn.elu(self.norm2(h))
+        if self.shortcut is None:
+            return self.conv2(h, training=training, residual=x)
+        return self.shortcut(x, training=training) + self.conv2(h, training=training)
 
 
 class ResidualConvUnits(keras.layers.Layer):
