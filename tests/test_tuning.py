@@ -197,7 +197,7 @@ def test_step_size_tool(capsys, clean_gin):
     assert "INVALID" in out and "1.146e-06" in out and "beta=0.0857" in out
     toy_config = os.path.join(REPO, "gin_configs", "toy2d_swissroll.gin")
     assert tool.main(["--gin_file", toy_config, "--n_sigma", "10", "--step_size", "2e-5"]) == 0
-    assert "1 -> 0.01, 10 levels" in capsys.readouterr().out
+    assert "3 -> 0.01, 20 levels" in capsys.readouterr().out
 
 
 def test_figure1_tool_writes_png_and_csv(tmp_path, capsys):
