@@ -11,7 +11,11 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
+
+from asm_tf.losses import dsm_loss  # noqa: E402
+from asm_tf.score import ScoreModel  # noqa: E402
 
 
 @pytest.fixture
@@ -28,3 +32,48 @@ def mirrored():
         tf.distribute.MirroredStrategy._collective_key_base += 1000
         return strategy
     return make
+
+
+@pytest.fixture
+def train_two_replicas(mirrored):
+    """Runs a few DSM steps of a network under MirroredStrategy on two logical CPUs (see `train`)."""
+    def train(make_network, steps=4, batch_size=4, size=16):
+        """A few DSM steps with a fixed perturbation under MirroredStrategy on two logical CPUs.
+
+        Returns the losses and the network; a fixed perturbation makes the loss fall step after step.
+        """
+        keras.utils.set_random_seed(0)
+        strategy = mirrored()
+        x = tf.random.uniform((batch_size, size, size, 3), seed=3)
+        z = tf.random.normal(x.shape, seed=4)
+        sigma = tf.constant([0.1, 0.5, 1.0, 2.0][:batch_size])
+        per_replica = batch_size // 2
+
+        def shard(ctx):
+            part = slice(ctx.replica_id_in_sync_group * per_replica, (ctx.replica_id_in_sync_group + 1) * per_replica)
+            return x[part], sigma[part], z[part]
+
+        with strategy.scope():
+            network = make_network()
+            network.build(x.shape)
+            optimizer = keras.optimizers.SGD(1e-5)  # few ops per variable: quick to trace
+            optimizer.build(network.trainable_variables)
+        score_model = ScoreModel(network)
+
+        def replica_step(x, sigma, z):
+            with tf.GradientTape() as tape:
+                loss = tf.nn.compute_average_loss(dsm_loss(score_model, x, sigma, z).loss,
+                                                  global_batch_size=batch_size)
+            optimizer.apply_gradients(zip(tape.gradient(loss, network.trainable_variables),
+                                          network.trainable_variables))
+            return loss
+
+        @tf.function
+        def train_step(batch):
+            return strategy.reduce("SUM", strategy.run(replica_step, args=batch), axis=None)
+
+        batch = strategy.experimental_distribute_values_from_function(shard)
+        losses = [float(train_step(batch)) for _ in range(steps)]
+        return losses, network
+
+    return train

@@ -1,14 +1,11 @@
 """NCSNv2 family: parameter counts of the reference, shapes, input mapping, gradients, distributed training."""
 
 import gin
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf.losses import dsm_loss
 from asm_tf.models.ncsnv2 import NCSNv2, NCSNv2Deeper, NCSNv2Deepest
-from asm_tf.score import ScoreModel
 
 
 @pytest.mark.parametrize("network_class, options, size, expected", [
@@ -97,48 +94,8 @@ def test_gradients_reach_every_trainable_variable(spectral_norm):
     assert all(w.name == "sn_u" for w in network.non_trainable_weights)
 
 
-def train_under_mirrored_strategy(make_network, steps=4, batch_size=4, size=16):
-    """A few DSM steps with a fixed perturbation under MirroredStrategy on two logical CPUs.
-
-    Returns the losses and the network; a fixed perturbation makes the loss fall step after step.
-    """
-    keras.utils.set_random_seed(0)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    x = tf.random.uniform((batch_size, size, size, 3), seed=3)
-    z = tf.random.normal(x.shape, seed=4)
-    sigma = tf.constant([0.1, 0.5, 1.0, 2.0][:batch_size])
-    per_replica = batch_size // 2
-
-    def shard(ctx):
-        part = slice(ctx.replica_id_in_sync_group * per_replica, (ctx.replica_id_in_sync_group + 1) * per_replica)
-        return x[part], sigma[part], z[part]
-
-    with strategy.scope():
-        network = make_network()
-        network.build(x.shape)
-        optimizer = keras.optimizers.SGD(1e-5)  # few ops per variable: quick to trace
-        optimizer.build(network.trainable_variables)
-    score_model = ScoreModel(network)
-
-    def replica_step(x, sigma, z):
-        with tf.GradientTape() as tape:
-            loss = tf.nn.compute_average_loss(dsm_loss(score_model, x, sigma, z).loss,
-                                              global_batch_size=batch_size)
-        optimizer.apply_gradients(zip(tape.gradient(loss, network.trainable_variables),
-                                      network.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(batch):
-        return strategy.reduce("SUM", strategy.run(replica_step, args=batch), axis=None)
-
-    batch = strategy.experimental_distribute_values_from_function(shard)
-    losses = [float(train_step(batch)) for _ in range(steps)]
-    return losses, network
-
-
-def test_trains_under_mirrored_strategy_with_two_replicas():
-    losses, network = train_under_mirrored_strategy(lambda: NCSNv2(ngf=8))
+def test_trains_under_mirrored_strategy_with_two_replicas(train_two_replicas):
+    losses, network = train_two_replicas(lambda: NCSNv2(ngf=8))
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0]
     kernel = network.begin_conv.kernel.value

@@ -1,14 +1,11 @@
 """The reference's unconditional UNet: parameter counts, shapes, initialisation, dropout, gradients, distribution."""
 
 import gin
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf.losses import dsm_loss
 from asm_tf.models.unet import ResnetBlock, UNet, Upsample
-from asm_tf.score import ScoreModel
 
 
 def tiny_unet(**options):
@@ -92,36 +89,9 @@ def test_gradients_reach_every_trainable_variable():
     assert not missing
 
 
-def test_trains_under_mirrored_strategy_with_two_replicas():
-    keras.utils.set_random_seed(0)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    x = tf.random.uniform((4, 16, 16, 3), seed=3)
-    z = tf.random.normal(x.shape, seed=4)
-    sigma = tf.constant([0.1, 0.5, 1.0, 2.0])
-    with strategy.scope():  # two levels and one block per level: every kind of layer, quick to trace
-        network = tiny_unet(ch_mult=(1, 2), num_res_blocks=1, dropout=0.1)
-        network.build(x.shape)
-        optimizer = keras.optimizers.SGD(1e-5)  # few ops per variable: quick to trace
-        optimizer.build(network.trainable_variables)
-    score_model = ScoreModel(network)
-
-    def replica_step(x, sigma, z):
-        with tf.GradientTape() as tape:
-            loss = tf.nn.compute_average_loss(dsm_loss(score_model, x, sigma, z).loss, global_batch_size=4)
-        optimizer.apply_gradients(zip(tape.gradient(loss, network.trainable_variables),
-                                      network.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(batch):
-        return strategy.reduce("SUM", strategy.run(replica_step, args=batch), axis=None)
-
-    def shard(ctx):
-        part = slice(2 * ctx.replica_id_in_sync_group, 2 * ctx.replica_id_in_sync_group + 2)
-        return x[part], sigma[part], z[part]
-
-    batch = strategy.experimental_distribute_values_from_function(shard)
-    losses = [float(train_step(batch)) for _ in range(4)]
+def test_trains_under_mirrored_strategy_with_two_replicas(train_two_replicas):
+    # two levels and one block per level: every kind of layer, quick to trace
+    losses, network = train_two_replicas(lambda: tiny_unet(ch_mult=(1, 2), num_res_blocks=1, dropout=0.1))
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     replicas = [v.numpy() for v in network.conv_in.kernel.value.values]
     np.testing.assert_array_equal(replicas[0], replicas[1])
