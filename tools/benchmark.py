@@ -121,7 +121,7 @@ def op_flops(op):
 def graph_flops(graph):
     """FLOPs of the convolutions and matrix products of a traced graph and the functions it calls."""
     total = sum(op_flops(op) for op in graph.get_operations())
-    for function in graph._functions.values():  # nested tf.functions (none in the score networks)
+    for function in getattr(graph, "_functions", {}).values():  # nested tf.functions, if any
         total += graph_flops(function.graph) if hasattr(function, "graph") else 0
     return total
 
