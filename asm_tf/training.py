@@ -55,11 +55,11 @@ def _expecting_reduced_gradients(optimizer):
 class _Trained:
     """A trained network's optimizer and the bookkeeping of its guarded updates."""
 
+    prefix: str  # of its metric names: "" for the score network, "d_" for the discriminator
     variables: list
     optimizer: object
     gradients: Callable  # per replica: (x, example seeds) -> (metric shares, gradients)
     loss_name: str
-    norm_name: str
     skipped: tf.Variable
     loss_scale: Optional[_precision.DynamicLossScale]
     after_update: Callable
@@ -74,7 +74,8 @@ class Trainer:
 
     precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (with dynamic loss scaling) for the trained
     networks. jit_compile: XLA on each replica's forward and backward pass. nonfinite: 'stop' or 'skip'
-    an update whose loss or gradients are not finite.
+    an update whose loss or gradients are not finite (never applied either way; with 'stop', training
+    ends after the step that holds it, whose other, finite, updates do apply).
     """
 
     def __init__(self, workdir, strategy=None, *, experiment=Experiment, optimizer=optimizers.adam, batch_size=128,
@@ -117,15 +118,15 @@ class Trainer:
             self.optimizer = _expecting_reduced_gradients(optimizer())
             self.optimizer.build(self.network.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.score_update = self._trained(self.network, self.optimizer, self._score_gradients, "loss",
-                                              "grad_norm", scaled, after_update=lambda: self.ema.update(self.network))
+            self.score_update = self._trained("", self.network, self.optimizer, self._score_gradients, "loss",
+                                              scaled, after_update=lambda: self.ema.update(self.network))
             if adversarial:
                 with _precision.dtype_policy(self.precision):
                     self.discriminator = build_network(adversarial.discriminator, data.example_shape)
                 self.d_optimizer = _expecting_reduced_gradients(adversarial.optimizer())
                 self.d_optimizer.build(self.discriminator.trainable_variables)
-                self.d_update = self._trained(self.discriminator, self.d_optimizer, self._discriminator_gradients,
-                                              "loss_d", "d_grad_norm", scaled)
+                self.d_update = self._trained("d_", self.discriminator, self.d_optimizer,
+                                              self._discriminator_gradients, "loss_d", scaled)
         self.score_model = ScoreModel(_precision.Float32Outputs(self.network))
         self.sigmas = tf.constant(self.schedule.sigmas(), tf.float32)
         if self.workers.count > 1:
@@ -140,11 +141,10 @@ class Trainer:
         self._preview_sampler = None
         self._saved_step = None
 
-    def _trained(self, network, optimizer, gradients, loss_name, norm_name, scaled, after_update=lambda: None):
-        prefix = "d_" if loss_name == "loss_d" else ""
-        return _Trained(variables=network.trainable_variables, optimizer=optimizer,
+    def _trained(self, prefix, network, optimizer, gradients, loss_name, scaled, after_update=lambda: None):
+        return _Trained(prefix=prefix, variables=network.trainable_variables, optimizer=optimizer,
                         gradients=tf.function(gradients, jit_compile=True) if self.jit_compile else gradients,
-                        loss_name=loss_name, norm_name=norm_name,
+                        loss_name=loss_name,
                         skipped=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{prefix}skipped_updates"),
                         loss_scale=_precision.DynamicLossScale() if scaled else None, after_update=after_update)
 
@@ -229,9 +229,8 @@ class Trainer:
         metrics, grads = _all_reduce((metrics, grads))
         if trained.loss_scale:
             grads = [g / trained.loss_scale.scale for g in grads]
-        metrics[trained.norm_name] = tf.linalg.global_norm(grads)
-        return grads, metrics, tf.math.is_finite(metrics[trained.loss_name]), tf.math.is_finite(
-            metrics[trained.norm_name])
+        norm = metrics[f"{trained.prefix}grad_norm"] = tf.linalg.global_norm(grads)
+        return grads, metrics, tf.math.is_finite(metrics[trained.loss_name]), tf.math.is_finite(norm)
 
     def _update(self, trained, x, draw):
         """One guarded update; returns its metrics and whether it was non-finite (an overflow under loss
@@ -420,11 +419,10 @@ class Trainer:
         """Skipped-update counts (when updates can be skipped) and loss scales (under mixed_float16)."""
         scalars = {}
         for trained in [self.score_update] + ([self.d_update] if self.adversarial else []):
-            prefix = "d_" if trained is not self.score_update else ""
             if self.nonfinite == "skip" or trained.loss_scale:
-                scalars[f"{prefix}skipped_updates"] = float(trained.skipped.numpy())
+                scalars[f"{trained.prefix}skipped_updates"] = float(trained.skipped.numpy())
             if trained.loss_scale:
-                scalars[f"{prefix}loss_scale"] = float(trained.loss_scale.scale.numpy())
+                scalars[f"{trained.prefix}loss_scale"] = float(trained.loss_scale.scale.numpy())
         return scalars
 
     def _nonfinite_message(self, metrics, step):
