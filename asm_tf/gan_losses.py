@@ -38,11 +38,14 @@ class GANLoss:
 
     `discriminator_terms(r, f, mean)` and `generator_terms(r, f, mean)` return [B] terms whose batch mean
     is the loss; `mean(t)` is the batch mean of t that the relativistic-average losses need.
+    `generator_uses_real`: whether the generator loss reads r (the relativistic ones); when it does not, the
+    score step runs D on the fakes only.
     """
 
     name: str
     discriminator_terms: Callable
     generator_terms: Callable
+    generator_uses_real: bool = False
 
     def discriminator_loss(self, real_logits, fake_logits, global_batch_size=None):
         """D's loss: the batch mean, or this replica's share of the global-batch mean (see module doc)."""
@@ -91,21 +94,23 @@ def _losses():
         GANLoss("HingeGAN", lambda r, f, _: _relu(1.0 - r) + _relu(1.0 + f),
                 lambda r, f, _: -f),
         GANLoss("RpGAN", lambda r, f, _: 2.0 * _bce(r - f, 1.0),
-                lambda r, f, _: 2.0 * _bce(f - r, 1.0)),
+                lambda r, f, _: 2.0 * _bce(f - r, 1.0), generator_uses_real=True),
         GANLoss("RaGAN", lambda r, f, mean: _bce(r - mean(f), 1.0) + _bce(f - mean(r), 0.0),
-                lambda r, f, mean: _bce(r - mean(f), 0.0) + _bce(f - mean(r), 1.0)),
+                lambda r, f, mean: _bce(r - mean(f), 0.0) + _bce(f - mean(r), 1.0), generator_uses_real=True),
         GANLoss("LSGAN", least_squares_d,
                 lambda r, f, _: tf.square(f - 1.0)),
         GANLoss("LSGAN_sat", least_squares_d,
                 lambda r, f, _: -tf.square(f + 1.0)),
         GANLoss("RpLSGAN", lambda r, f, _: 2.0 * tf.square(r - f - 1.0),
-                lambda r, f, _: 2.0 * tf.square(f - r - 1.0)),
+                lambda r, f, _: 2.0 * tf.square(f - r - 1.0), generator_uses_real=True),
         GANLoss("RaLSGAN",
                 lambda r, f, mean: tf.square(r - mean(f) - 1.0) + tf.square(f - mean(r) + 1.0),
-                lambda r, f, mean: tf.square(r - mean(f) + 1.0) + tf.square(f - mean(r) - 1.0)),
+                lambda r, f, mean: tf.square(r - mean(f) + 1.0) + tf.square(f - mean(r) - 1.0),
+                generator_uses_real=True),
         GANLoss("RaHingeGAN",
                 lambda r, f, mean: _relu(1.0 - (r - mean(f))) + _relu(1.0 + (f - mean(r))),
-                lambda r, f, mean: _relu(1.0 + (r - mean(f))) + _relu(1.0 - (f - mean(r)))),
+                lambda r, f, mean: _relu(1.0 + (r - mean(f))) + _relu(1.0 - (f - mean(r))),
+                generator_uses_real=True),
         GANLoss("LSGAN01", lambda r, f, _: tf.square(r - 1.0) + tf.square(f),
                 lambda r, f, _: tf.square(f - 1.0)),
     ]

@@ -17,6 +17,7 @@ worker saves its own input position in checkpoints/worker-<k>-of-<n>/.
 """
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
@@ -138,7 +139,7 @@ class Trainer:
         self._make_checkpoints(max_checkpoints)
         self._worker_sums = WorkerSums(self.strategy, self.workers)
         self._train_steps = tf.function(self._steps)
-        self._preview_sampler = None
+        self._preview_sampler = self._preview_batch = None
         self._saved_step = None
 
     def _trained(self, prefix, network, optimizer, gradients, loss_name, scaled, after_update=lambda: None):
@@ -195,8 +196,12 @@ class Trainer:
             loss = dsm
             if self.adversarial:
                 # D is frozen here: its weights get no update and its power iteration does not advance.
-                real, fake = self._discriminate(x, result.denoised, training=False)
-                adversarial = self.adversarial.gan.generator_loss(real, fake, self.batch_size)
+                gan = self.adversarial.gan
+                if gan.generator_uses_real:
+                    real, fake = self._discriminate(x, result.denoised, training=False)
+                else:  # D(real) would not change the loss: judge the fakes alone
+                    fake = real = self._logits(self.adversarial.clamp(result.denoised, self.data), training=False)
+                adversarial = gan.generator_loss(real, fake, self.batch_size)
                 loss = self.adversarial.lambda_dae * dsm + self.adversarial.lambda_g * adversarial
                 metrics["loss_g"] = adversarial
             metrics["loss"] = loss
@@ -205,10 +210,11 @@ class Trainer:
 
     def _discriminate(self, x, denoised, training):
         """D's float32 logits on the real batch and on the clamped denoised fakes, in one forward pass."""
-        fake = self.adversarial.clamp(denoised, self.data)
-        logits = self.discriminator(tf.concat([x, fake], axis=0), training=training)
-        logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
+        logits = self._logits(tf.concat([x, self.adversarial.clamp(denoised, self.data)], axis=0), training)
         return logits[:x.shape[0]], logits[x.shape[0]:]
+
+    def _logits(self, images, training):
+        return tf.cast(tf.reshape(self.discriminator(images, training=training), [-1]), tf.float32)
 
     def _discriminator_gradients(self, x, seeds):
         """One D loss: real images against the EDS of freshly noised reals from the current score net."""
@@ -368,6 +374,31 @@ class Trainer:
                                                           self.sampler_settings, self.data)
         return self._preview_sampler(tf.constant(seeds, tf.int64))
 
+    def denoising_preview(self):
+        """Real training images beside their noisy versions and the current score network's denoised fakes
+        (what D judges), at levels spread from the largest sigma to the smallest: data-space images
+        interleaved as real, noisy, denoised."""
+        if self._preview_batch is None:
+            batch = next(iter(self.data.make_dataset(self.num_preview, self.seed + 1)))
+            levels = np.round(np.linspace(0, len(self.sigmas) - 1, self.num_preview)).astype(np.int32)
+            self._preview_batch = batch, tf.gather(self.sigmas, levels)
+        x, sigma = self._preview_batch
+        noisy = x + per_example(sigma, x) * noise.normal(noise.keys(tf.range(x.shape[0], dtype=tf.int64)), x.shape[1:])
+        denoised = self.score_model.denoise(noisy, sigma, training=False)
+        if self.adversarial:
+            denoised = self.adversarial.clamp(denoised, self.data)
+        triplets = tf.stack([self.data.transform.to_data(v) for v in (x, noisy, denoised)], axis=1)
+        return tf.reshape(triplets, [-1, *x.shape[1:]]).numpy()
+
+    def _write_previews(self, writer, step):
+        final, denoised = self.preview(np.arange(self.num_preview))
+        summaries.write_samples(writer, {"samples": final.numpy(), "denoised": denoised.numpy()},
+                                self.data.kind, step)
+        if self.data.kind == "image":
+            columns = 3 * math.ceil(math.sqrt(self.num_preview))
+            with writer.as_default(step=step):
+                tf.summary.image("real_noisy_denoised", summaries.image_grid(self.denoising_preview(), columns)[None])
+
     def train(self, log=print):
         """Trains until `num_steps`, resuming from the newest readable checkpoint; returns the last metrics.
 
@@ -400,9 +431,7 @@ class Trainer:
                     summaries.write_scalars(writer, scalars, step)
                     progress(f"step {step}/{self.num_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
                 if chief and self.sample_every and step % self.sample_every == 0:
-                    final, denoised = self.preview(np.arange(self.num_preview))
-                    summaries.write_samples(writer, {"samples": final.numpy(), "denoised": denoised.numpy()},
-                                            self.data.kind, step)
+                    self._write_previews(writer, step)
                 if step % self.checkpoint_every == 0 or step == self.num_steps:
                     self.save(step)
         writer.flush()

@@ -57,6 +57,10 @@ def test_each_loss_matches_the_hand_computation(name):
     assert float(loss.generator_loss(REAL, FAKE[:, None], global_batch_size=4)) == pytest.approx(
         expected_g, rel=1e-6, abs=1e-6)
 
+    # The flag that lets the score step skip D(real) is true exactly when the generator loss reads r.
+    uses_real = float(loss.generator_loss(REAL + 1.0, FAKE)) != pytest.approx(expected_g, rel=1e-6, abs=1e-6)
+    assert loss.generator_uses_real == uses_real
+
 
 def test_lsgan_by_hand_on_two_examples():
     # r = (1, 0), f = (-1, 1): D = mean(0, 1) + mean(0, 4) = 2.5; G = mean(4, 0) = 2.

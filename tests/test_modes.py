@@ -18,7 +18,9 @@ def test_coverage_of_hand_made_predictions():
     assert coverage.kl_to_uniform == pytest.approx(np.sum(q * np.log(10 * q)))
     np.testing.assert_array_equal(coverage.counts, [2, 1, 3, 0, 0, 0, 0, 0, 0, 0])
     assert coverage.summary() == {"num_images": 6, "num_modes": 10, "modes_covered": 3,
-                                  "kl_to_uniform": coverage.kl_to_uniform}
+                                  "kl_to_uniform": coverage.kl_to_uniform, "confident_fraction": None}
+    confident = modes.mode_coverage(np.array([0, 1, 2, 3]), num_modes=10, confidences=[0.95, 0.9, 0.89, 0.2])
+    assert confident.confident_fraction == 0.5
 
 
 def test_coverage_extremes():
@@ -57,9 +59,15 @@ def test_stacked_mnist_modes_and_separate_denoised_counts(tmp_path):
     classifier = modes.load_classifier(str(tmp_path / "fake.keras"))
     samples = _stacked_images([(3, 7, 1), (0, 0, 9), (3, 7, 1), (9, 9, 9)])
     denoised = _stacked_images([(5, 5, 5)] * 3)
-    mode_ids, num_modes = modes.predicted_modes(classifier, samples)
+    mode_ids, num_modes, confidences = modes.predicted_modes(classifier, samples)
     np.testing.assert_array_equal(mode_ids, [371, 9, 371, 999])
     assert num_modes == 1000
+    # the least confident channel's softmax probability, computed from the classifier's logits by hand
+    centres = _intensity_of(np.arange(10))
+    channel_means = np.round(samples[:, 0, 0, :] * 255) / 255
+    logits = 2 * channel_means[..., None] * centres - centres ** 2
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(confidences, probabilities.max(-1).min(-1), rtol=1e-5)
     results = modes.evaluate_modes(classifier, samples=samples, denoised=denoised, batch_size=2)
     assert results["samples"].num_images == 4 and results["samples"].modes_covered == 3
     assert results["samples"].counts[371] == 2
@@ -85,7 +93,7 @@ def test_bundled_digits_classifier_is_accurate_and_sees_all_modes():
     assert modes.accuracy(classifier, images=images, labels=labels) > 0.97
     coverage = modes.evaluate_modes(classifier, samples=images)["samples"]
     assert coverage.modes_covered == 10 and coverage.kl_to_uniform < 0.02
-    assert coverage.num_images == len(images)
+    assert coverage.num_images == len(images) and coverage.confident_fraction > 0.9
 
 
 def test_missing_classifier_says_how_to_train_one(tmp_path):

@@ -6,9 +6,11 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from asm_tf import optimizers, sampling
 from asm_tf.adversarial import Adversarial
-from asm_tf.data import toy2d
+from asm_tf.data import digits, toy2d
 from asm_tf.experiment import Experiment
+from asm_tf.models.discriminator import BigGANDiscriminator
 from asm_tf.models.mlp import ToyMLP
+from asm_tf.models.ncsnv2 import NCSNv2
 from asm_tf.sigmas import NoiseSchedule
 from asm_tf.training import Trainer
 
@@ -111,3 +113,26 @@ def test_interrupted_adversarial_training_resumes_bit_identically(tmp_path):
     for a, b in zip(weights(straight), weights(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     assert int(resumed.d_optimizer.iterations.numpy()) == 2 * int(resumed.optimizer.iterations.numpy()) == 12
+
+
+def test_adversarial_image_runs_show_real_noisy_and_denoised_images_in_tensorboard(tmp_path):
+    experiment = Experiment(data=digits.digits(), score_network=lambda: NCSNv2(ngf=4), schedule=SCHEDULE,
+                            ema_rate=0.9)
+    adversarial = Adversarial(discriminator=lambda: BigGANDiscriminator(ch=4))
+    trainer = make_trainer(tmp_path, experiment=experiment, adversarial=adversarial, num_steps=2, steps_per_call=2,
+                           log_every=2, sample_every=2, checkpoint_every=2, num_preview=4)
+    trainer.train(log=lambda _: None)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    for tag in ("loss_d", "loss_g", "d_real", "d_fake", "samples", "denoised"):
+        assert tag in events.Tags()["tensors"]
+    png = tf.make_ndarray(events.Tensors("real_noisy_denoised")[0].tensor_proto)[2]
+    grid = tf.io.decode_png(png).numpy()[..., 0].astype(int)
+    assert grid.shape == (2 * 16, 6 * 16)  # two rows of two (real, noisy, denoised) triplets
+    tiles = grid.reshape(2, 16, 6, 16).transpose(0, 2, 1, 3).reshape(4, 3, 16, 16)  # [example, kind, H, W]
+    real = next(iter(experiment.data.make_dataset(4, trainer.seed + 1))).numpy()[..., 0]
+    np.testing.assert_array_equal(tiles[:, 0], np.round(np.clip(real, 0, 1) * 255))
+    # sigma falls from 1 (example 0) to 0.01 (example 3): the noisy image departs from the real one, then not
+    assert np.abs(tiles[0, 1] - tiles[0, 0]).mean() > 60 and np.abs(tiles[3, 1] - tiles[3, 0]).max() <= 12
+    assert np.abs(tiles[:, 2] - tiles[:, 1]).max() > 0  # the score network changed what the noisy images showed

@@ -30,10 +30,11 @@ SOURCES = ("synthetic", "mock_tfds", "png_folder")
 SHAPE = (32, 32, 3)
 
 
-def synthetic_source(num_examples, transform):
-    images = np.random.default_rng(0).integers(0, 256, (num_examples, *SHAPE), dtype=np.uint8)
+def synthetic_source(num_examples, transform, example_shape=SHAPE):
+    """Random uint8 images held in memory, served like an in-memory dataset (random access, flips)."""
+    images = np.random.default_rng(0).integers(0, 256, (num_examples, *example_shape), dtype=np.uint8)
     return pipeline.random_access_source(
-        name="synthetic_cifar", make_fetch=lambda: pipeline.in_memory_fetch(images), example_shape=SHAPE,
+        name="synthetic", make_fetch=lambda: pipeline.in_memory_fetch(images), example_shape=example_shape,
         num_examples=num_examples, transform=transform, random_flip=True)
 
 

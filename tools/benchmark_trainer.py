@@ -1,16 +1,22 @@
 """Training-step speed of the Trainer under its precision and XLA options, one JSON line per variant.
 
     python tools/benchmark_trainer.py --gin_file=gin_configs/digits.gin --variants float32 mixed_bfloat16 xla
+    python tools/benchmark_trainer.py --gin_file=gin_configs/cifar10_ncsnv2_adv.gin --synthetic_data \
+        --variants float32 dsm --batch_size 8
+
 
 Each variant is a Trainer of the same configuration (whole training steps: data, noise, forward, backward,
 all-reduce, the guarded update and EMA); variants are timed in turns, `--rounds` times `--steps` steps
 each after a warm-up call, so that a change in the machine's load hits them alike. Reported per step:
 the median and best wall seconds and the median process-CPU seconds (all threads; steadier when other
 processes share the cores). Under TF_CONFIG (two or more workers) it also times the agreement between
-workers that the trainer makes once per call (`agreement_ms`).
+workers that the trainer makes once per call (`agreement_ms`). The `dsm` variant is the configuration
+without its discriminator (plain DSM steps of the same network and batch). `--synthetic_data` trains on
+random images of the configured data's shape and transform, for datasets that are not on disk.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -28,10 +34,13 @@ import tensorflow as tf  # noqa: E402
 
 from asm_tf import training  # noqa: E402
 from asm_tf.cli import common  # noqa: E402
+from asm_tf.experiment import Experiment  # noqa: E402
+from tools.benchmark_data import synthetic_source  # noqa: E402
 
 VARIANTS = {"float32": {}, "mixed_bfloat16": {"precision": "mixed_bfloat16"},
             "mixed_float16": {"precision": "mixed_float16"}, "xla": {"jit_compile": True},
-            "xla_mixed_bfloat16": {"precision": "mixed_bfloat16", "jit_compile": True}}
+            "xla_mixed_bfloat16": {"precision": "mixed_bfloat16", "jit_compile": True}, "dsm": {"adversarial": None}}
+SYNTHETIC_EXAMPLES = 2048
 
 
 def timed_call(trainer, steps):
@@ -56,12 +65,21 @@ def main():
     parser.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, help="global batch (default: the configuration's)")
+    parser.add_argument("--synthetic_data", action="store_true",
+                        help="random images of the configured data's shape (for data that are not on disk)")
     args = parser.parse_args()
     common.parse_gin(args.gin_file, args.gin_bindings)
     strategy = training.make_strategy(args.strategy)
+    experiment = Experiment()
+    if args.synthetic_data:
+        data = synthetic_source(SYNTHETIC_EXAMPLES, experiment.data.transform, experiment.data.example_shape)
+        experiment = dataclasses.replace(experiment, data=data)
+    options = dict(experiment=experiment, **({"batch_size": args.batch_size} if args.batch_size else {}))
     trainers = {}
     for name in args.variants:
-        trainers[name] = training.Trainer(tempfile.mkdtemp(prefix="asm_benchmark_"), strategy, **VARIANTS[name])
+        trainers[name] = training.Trainer(tempfile.mkdtemp(prefix="asm_benchmark_"), strategy,
+                                          **options, **VARIANTS[name])
         timed_call(trainers[name], args.steps)  # traces and warms up
     timings = {name: [] for name in trainers}
     for _ in range(args.rounds):
@@ -70,6 +88,7 @@ def main():
     for name, trainer in trainers.items():
         walls, cpus = zip(*timings[name])
         result = dict(variant=name, config=args.gin_file, batch_size=trainer.batch_size,
+                      adversarial=bool(trainer.adversarial), synthetic_data=args.synthetic_data,
                       replicas=strategy.num_replicas_in_sync, wall_s_per_step=statistics.median(walls),
                       best_wall_s_per_step=min(walls), cpu_s_per_step=statistics.median(cpus))
         workers = getattr(trainer, "workers", None)  # absent in trainers before multi-worker support

@@ -22,6 +22,7 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 DIGITS_CLASSIFIER_ASSET = "digits_classifier.keras"
 DEFAULT_BATCH_SIZE = 500
+CONFIDENT = 0.9  # a classification counts as confident when its softmax probability is at least this
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -30,22 +31,26 @@ DEFAULT_BATCH_SIZE = 500
 
 @dataclasses.dataclass(frozen=True)
 class ModeCoverage:
-    """`counts[k]` images fell in mode k; `kl_to_uniform` = sum_{q_k > 0} q_k log(num_modes q_k), q = counts / N."""
+    """`counts[k]` images fell in mode k; `kl_to_uniform` = sum_{q_k > 0} q_k log(num_modes q_k), q = counts / N;
+    `confident_fraction`: the share of images classified with probability >= CONFIDENT (every channel's, for
+    Stacked MNIST), None when no probabilities were given."""
 
     num_images: int
     num_modes: int
     modes_covered: int
     kl_to_uniform: float
     counts: np.ndarray
+    confident_fraction: float = None
 
     def summary(self):
         """A JSON-ready dict without the per-mode counts."""
         return {"num_images": self.num_images, "num_modes": self.num_modes, "modes_covered": self.modes_covered,
-                "kl_to_uniform": self.kl_to_uniform}
+                "kl_to_uniform": self.kl_to_uniform, "confident_fraction": self.confident_fraction}
 
 
-def mode_coverage(mode_ids, *, num_modes):
-    """Coverage of the predicted modes `mode_ids` (ints in [0, num_modes)), each image counted once."""
+def mode_coverage(mode_ids, *, num_modes, confidences=None):
+    """Coverage of the predicted modes `mode_ids` (ints in [0, num_modes)), each image counted once;
+    `confidences` (optional, [N]) are the probabilities of those predictions."""
     mode_ids = np.asarray(mode_ids)
     if mode_ids.ndim != 1 or len(mode_ids) == 0:
         raise ValueError(f"mode_ids must be a non-empty vector of predicted modes, got shape {mode_ids.shape}")
@@ -54,8 +59,9 @@ def mode_coverage(mode_ids, *, num_modes):
     counts = np.bincount(mode_ids.astype(np.int64), minlength=num_modes)
     frequencies = counts[counts > 0] / len(mode_ids)
     kl = float(np.sum(frequencies * np.log(num_modes * frequencies)))
+    confident = None if confidences is None else float(np.mean(np.asarray(confidences) >= CONFIDENT))
     return ModeCoverage(num_images=len(mode_ids), num_modes=num_modes, modes_covered=int(np.count_nonzero(counts)),
-                        kl_to_uniform=kl, counts=counts)
+                        kl_to_uniform=kl, counts=counts, confident_fraction=confident)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -99,33 +105,36 @@ def load_classifier(path=None):
 
 
 def classify_digits(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):
-    """Predicted digits (int64 [N]) of single-channel images [N, H, W, 1] in [0, 1] or uint8."""
+    """Predicted digits (int64 [N]) of single-channel images [N, H, W, 1] in [0, 1] or uint8, and their
+    softmax probabilities [N]."""
     expected = tuple(classifier.input_shape[1:])
     if tuple(np.shape(images)[1:]) != expected:
         raise ValueError(f"the classifier takes images of shape {expected}, got {np.shape(images)[1:]}; "
                          "use the classifier trained at this resolution")
     pixels = fid.to_uint8(images).astype(np.float32) / 255.0
-    logits = classifier.predict(pixels, batch_size=batch_size, verbose=0)
-    return np.argmax(logits, axis=1).astype(np.int64)
+    probabilities = tf.nn.softmax(classifier.predict(pixels, batch_size=batch_size, verbose=0)).numpy()
+    return np.argmax(probabilities, axis=1).astype(np.int64), probabilities.max(axis=1)
 
 
 def predicted_modes(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):
-    """Mode ids and number of modes: digits for 1 channel; 100 R + 10 G + B of 1000 for 3 channels."""
+    """Mode ids, number of modes and confidences: digits for 1 channel; 100 R + 10 G + B of 1000 for 3
+    channels, whose confidence is the least confident channel's."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must be [N, H, W, 1] (digits) or [N, H, W, 3] (Stacked MNIST), "
                          f"got shape {images.shape}")
     channels = images.shape[-1]
     per_channel = np.moveaxis(images, -1, 1).reshape(-1, *images.shape[1:3], 1)
-    digits = classify_digits(classifier, per_channel, batch_size=batch_size).reshape(-1, channels)
+    digits, confidences = classify_digits(classifier, per_channel, batch_size=batch_size)
     place_values = NUM_DIGITS ** np.arange(channels - 1, -1, -1)
-    return digits @ place_values, NUM_DIGITS ** channels
+    return (digits.reshape(-1, channels) @ place_values, NUM_DIGITS ** channels,
+            confidences.reshape(-1, channels).min(axis=1))
 
 
 def coverage_of_images(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):
     """ModeCoverage of a set of generated images."""
-    mode_ids, num_modes = predicted_modes(classifier, images, batch_size=batch_size)
-    return mode_coverage(mode_ids, num_modes=num_modes)
+    mode_ids, num_modes, confidences = predicted_modes(classifier, images, batch_size=batch_size)
+    return mode_coverage(mode_ids, num_modes=num_modes, confidences=confidences)
 
 
 def evaluate_modes(classifier, *, samples, denoised=None, batch_size=DEFAULT_BATCH_SIZE):
@@ -149,7 +158,7 @@ def train_classifier(classifier, *, images, labels, epochs, batch_size, optimize
 
 def accuracy(classifier, *, images, labels, batch_size=DEFAULT_BATCH_SIZE):
     """Fraction of `images` whose predicted digit equals `labels`."""
-    return float(np.mean(classify_digits(classifier, images, batch_size=batch_size) == np.asarray(labels)))
+    return float(np.mean(classify_digits(classifier, images, batch_size=batch_size)[0] == np.asarray(labels)))
 
 
 def train_digits_classifier(*, epochs=60, seed=0):
