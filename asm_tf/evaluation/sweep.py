@@ -33,7 +33,8 @@ REPORT_FORMAT = 1
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """One metric of a sweep: `evaluate(samples) -> dict of numbers`; `key` names the number that is plotted.
+    """One metric of a sweep: `evaluate(samples) -> dict of numbers`; `key` names the number that is plotted,
+    `also_shown` the others that progress lines print beside it.
 
     `config` (JSON-ready) identifies what the numbers depend on besides the samples (reference statistics,
     extractor, classifier); reports made with another config are not reused.
@@ -44,6 +45,7 @@ class Metric:
     lower_is_better: bool
     evaluate: Callable[[np.ndarray], dict]
     config: dict
+    also_shown: tuple = ()
 
 
 def fid_metric(*, extractor, reference, reference_path, batch_size=fid_lib.DEFAULT_BATCH_SIZE):
@@ -76,7 +78,7 @@ def modes_metric(*, classifier, classifier_path, batch_size=modes_lib.DEFAULT_BA
         return modes_lib.coverage_of_images(classifier, images, batch_size=batch_size).summary()
 
     return Metric(name="modes", key="modes_covered", lower_is_better=False, evaluate=evaluate,
-                  config={"classifier": classifier_path})
+                  config={"classifier": classifier_path}, also_shown=("kl_to_uniform", "confident_fraction"))
 
 
 def toy2d_metric(*, real_points, description):
@@ -241,8 +243,9 @@ def describe(report, metric):
     """One line: the metric of the final and denoised samples of a report."""
     if "error" in report:
         return f"not sampled: {report['error']}"
-    return ", ".join(f"{output} {metric.key} {numbers[metric.key]:.6g}" for output, numbers in
-                     report["results"].items())
+    keys = (metric.key, *metric.also_shown)
+    return "; ".join(f"{output} " + ", ".join(f"{key} {numbers[key]:.6g}" for key in keys)
+                     for output, numbers in report["results"].items())
 
 
 def best_reports(reports, metric):
