@@ -12,16 +12,18 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
-def image_grid(images, columns=None):
-    """Tiles images [N, H, W, C] in [0, 1] into one uint8 grid [rows * H, columns * W, C]."""
+def image_grid(images, columns=None, padding=0):
+    """Tiles images [N, H, W, C] in [0, 1] into one uint8 grid [rows * H, columns * W, C], with `padding`
+    pixels of mid grey between tiles."""
     images = np.asarray(images)
     n, h, w, c = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    grid = np.zeros((rows * h, columns * w, c), np.uint8)
+    step_h, step_w = h + padding, w + padding
+    grid = np.full((rows * step_h - padding, columns * step_w - padding, c), 128 if padding else 0, np.uint8)
     for k, image in enumerate(to_uint8(images)):
         r, col = divmod(k, columns)
-        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+        grid[r * step_h:r * step_h + h, col * step_w:col * step_w + w] = image
     return grid
 
 

@@ -48,7 +48,7 @@ def four_panels(results, show, path):
     fig, axes = plt.subplots(2, 2, figsize=(8, 8.4), dpi=100)
     for row, (name, outputs) in enumerate(results.items()):
         for column, (kind, images) in enumerate(zip(("raw", "denoised"), outputs)):
-            grid = summaries.image_grid(images[:show])
+            grid = summaries.image_grid(images[:show], padding=2)
             axes[row, column].imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray",
                                      interpolation="nearest")
             axes[row, column].set_title(f"{name}, {kind}")
@@ -66,7 +66,7 @@ def main():
     parser.add_argument("--als_step_size", type=float, help="default: the run's step size")
     parser.add_argument("--n_sigma", type=int, help="default: the run's")
     parser.add_argument("--batch_size", type=int, default=500)
-    parser.add_argument("--show", type=int, default=64, help="images per grid in the picture")
+    parser.add_argument("--show", type=int, default=49, help="images per grid in the picture")
     parser.add_argument("--output", default=None, help="PNG path (default: WORKDIR/compare_samplers.png)")
     args = parser.parse_args()
     try:
