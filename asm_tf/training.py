@@ -376,17 +376,16 @@ class Trainer:
 
     def denoising_preview(self):
         """Real training images beside their noisy versions and the current score network's denoised fakes
-        (what D judges), at levels spread from the largest sigma to the smallest: data-space images
-        interleaved as real, noisy, denoised."""
+        (what D judges; `to_data` clamps them as D's input is clamped), at levels spread from the largest
+        sigma to the smallest: data-space images interleaved as real, noisy, denoised."""
         if self._preview_batch is None:
             batch = next(iter(self.data.make_dataset(self.num_preview, self.seed + 1)))
             levels = np.round(np.linspace(0, len(self.sigmas) - 1, self.num_preview)).astype(np.int32)
             self._preview_batch = batch, tf.gather(self.sigmas, levels)
         x, sigma = self._preview_batch
-        noisy = x + per_example(sigma, x) * noise.normal(noise.keys(tf.range(x.shape[0], dtype=tf.int64)), x.shape[1:])
+        z = noise.normal(noise.keys(tf.range(x.shape[0], dtype=tf.int64)), x.shape[1:])
+        noisy = x + per_example(sigma, x) * z
         denoised = self.score_model.denoise(noisy, sigma, training=False)
-        if self.adversarial:
-            denoised = self.adversarial.clamp(denoised, self.data)
         triplets = tf.stack([self.data.transform.to_data(v) for v in (x, noisy, denoised)], axis=1)
         return tf.reshape(triplets, [-1, *x.shape[1:]]).numpy()
 
