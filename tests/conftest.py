@@ -12,6 +12,7 @@ tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from asm_tf.losses import dsm_loss  # noqa: E402
@@ -77,3 +78,27 @@ def train_two_replicas(mirrored):
         return losses, network
 
     return train
+
+
+@pytest.fixture
+def check_mixed_precision():
+    """Checks that a network built under mixed_bfloat16 keeps float32 weights, computes in bfloat16 and
+    stays within 5% of its float32 output (same seed, same input)."""
+    def check(make_network):
+        x = tf.random.uniform((2, 16, 16, 3), seed=5)
+        outputs = {}
+        for policy in ("float32", "mixed_bfloat16"):
+            keras.mixed_precision.set_global_policy(policy)
+            try:
+                keras.utils.set_random_seed(0)
+                network = make_network()
+                outputs[policy] = network(x)
+            finally:
+                keras.mixed_precision.set_global_policy("float32")
+            assert {v.dtype for v in network.weights} == {"float32"}
+        assert outputs["mixed_bfloat16"].dtype == tf.bfloat16
+        reference = outputs["float32"].numpy()
+        error = np.abs(tf.cast(outputs["mixed_bfloat16"], tf.float32).numpy() - reference).max()
+        assert error < 0.05 * np.abs(reference).max()
+
+    return check
