@@ -25,6 +25,7 @@ import time
 from typing import Callable, Optional
 
 import gin
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -71,7 +72,9 @@ class Trainer:
     """Denoising score matching, optionally adversarial, with EMA weights, checkpoints and summaries.
 
     Running the same configuration on the same workdir again resumes from the newest checkpoint
-    and continues exactly as an uninterrupted run would.
+    and continues exactly as an uninterrupted run would. `seed` fixes the initial weights (Keras' global
+    seed is set to it before the networks are built), the data order and every noise draw, so two runs of
+    one configuration train the same weights.
 
     precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (with dynamic loss scaling) for the trained
     networks. jit_compile: XLA on each replica's forward and backward pass. nonfinite: 'stop' or 'skip'
@@ -111,6 +114,7 @@ class Trainer:
         self.nonfinite = nonfinite
 
         scaled = self.precision == "mixed_float16"
+        keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             with _precision.dtype_policy(self.precision):
                 self.network = self.experiment.build_score_network()

@@ -29,7 +29,6 @@ quiet = lambda _: None
 
 
 def make_trainer(workdir, strategy=None, data=None, **overrides):
-    tf.keras.utils.set_random_seed(3)
     experiment = Experiment(data=data or toy2d.toy2d("25gaussians", pool_size=512),
                             score_network=lambda: ToyMLP(hidden=32, depth=2), schedule=SCHEDULE, ema_rate=0.9)
     options = dict(experiment=experiment, optimizer=lambda: optimizers.adam(learning_rate=1e-3), batch_size=8,

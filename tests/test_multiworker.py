@@ -24,7 +24,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A bound on every worker, so that one whose peer died cannot hang CI (it would wait for ever, ignoring
 # SIGTERM): about 15 s of CPU each, but a loaded 2-core machine (load average 10) took 100 s to step 15.
 WORKER_TIMEOUT = 180
-INIT_SEED = 7  # the initial weights are random unless seeded
 BINDINGS = ["ToyMLP.hidden = 16", "toy2d.pool_size = 1024", "Trainer.batch_size = 16", "Trainer.steps_per_call = 5",
             "Trainer.log_every = 5", "Trainer.checkpoint_every = 10", "Trainer.sample_every = 0",
             "Trainer.optimizer = @keras.optimizers.SGD", "keras.optimizers.SGD.learning_rate = 0.05"]
@@ -96,7 +95,6 @@ def single_process_run(workdir, reference):
     from asm_tf import training
     from asm_tf.run import parse_run_config
     parse_run_config(workdir)
-    keras.utils.set_random_seed(INIT_SEED)
     try:
         training.Trainer(reference, tf.distribute.get_strategy()).train(log=lambda _: None)
     finally:
@@ -142,5 +140,4 @@ def test_two_workers_train_like_one_process_and_stop_together_on_a_signal(tmp_pa
 
 if __name__ == "__main__":
     from asm_tf.cli import train
-    keras.utils.set_random_seed(INIT_SEED)  # the chief's initial weights, which every worker receives
     train.run()

@@ -19,7 +19,6 @@ SETTINGS = sampling.SamplerSettings(sampler="cas", n_sigma=2, step_size=8e-5)
 
 
 def make_trainer(workdir, strategy=None, **overrides):
-    tf.keras.utils.set_random_seed(3)
     experiment = Experiment(data=toy2d.toy2d("25gaussians", pool_size=512),
                             score_network=lambda: ToyMLP(hidden=32, depth=2), schedule=SCHEDULE, ema_rate=0.9)
     options = dict(experiment=experiment, optimizer=lambda: optimizers.adam(learning_rate=1e-3), batch_size=8,
@@ -73,6 +72,14 @@ def test_tensorboard_events_read_back(tmp_path):
     assert all(np.isfinite(tf.make_ndarray(e.tensor_proto)) for e in losses)
     picture = tf.make_ndarray(events.Tensors("samples")[0].tensor_proto)
     assert tf.io.decode_png(picture[2]).shape[-1] == 3
+
+
+def test_the_run_seed_fixes_the_initial_weights(tmp_path):
+    first, again = make_trainer(tmp_path / "a"), make_trainer(tmp_path / "b")
+    other = make_trainer(tmp_path / "c", seed=5)
+    for mine, same in zip(state(first), state(again)):
+        np.testing.assert_array_equal(mine, same)
+    assert any(np.abs(mine - theirs).max() > 1e-3 for mine, theirs in zip(state(first), state(other)))
 
 
 def test_a_batch_that_does_not_split_over_replicas_is_refused(tmp_path, mirrored):
