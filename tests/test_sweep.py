@@ -224,10 +224,16 @@ def _cli(module, *args):
                           env=env, timeout=300, cwd=REPO)
 
 
-def test_asm_eval_sweeps_a_checkpoint_range(tmp_path):
-    workdir = str(tmp_path / "run")
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("toy") / "run")
     trained = _cli("train", *TINY_TOY_RUN, "--workdir", workdir)
     assert trained.returncode == 0, trained.stderr[-3000:]
+    return workdir
+
+
+def test_asm_eval_sweeps_a_checkpoint_range(toy_run):
+    workdir = toy_run
     args = ["--workdir", workdir, "--checkpoints", "10-20", "--step_sizes", "1e-5,2e-5,0.5", "--num_samples", "50",
             "--num_real", "200"]
     first = _cli("evaluate", *args)
@@ -244,6 +250,26 @@ def test_asm_eval_sweeps_a_checkpoint_range(tmp_path):
     events = EventAccumulator(os.path.join(workdir, "tensorboard", "toy2d_cas_n10_N50"), size_guidance={TENSORS: 0})
     events.Reload()
     assert [event.step for event in events.Tensors("toy2d/denoised/eps_2e-05")] == [10, 20]
+
+
+def test_asm_eval_of_stored_samples_equals_the_sweep_entry_that_draws_them(toy_run, tmp_path):
+    samples_dir, output_dir = str(tmp_path / "samples"), str(tmp_path / "eval")
+    sampled = _cli("sample", "--workdir", toy_run, "--checkpoint", "10", "--seeds", "0-59", "--output_dir", samples_dir)
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    common = ["--workdir", toy_run, "--num_real", "200"]
+    stored = _cli("evaluate", *common, "--samples", samples_dir, "--output_dir", output_dir)
+    assert stored.returncode == 0, stored.stderr[-3000:]
+    drawn = _cli("evaluate", *common, "--checkpoints", "10", "--num_samples", "60",
+                 "--output_dir", str(tmp_path / "drawn"))
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    report = json.loads(open(os.path.join(output_dir, "ckpt10_eps2e-05.json")).read())
+    expected = json.loads(open(str(tmp_path / "drawn" / "ckpt10_eps2e-05.json")).read())
+    assert report.pop("seconds") >= 0 and expected.pop("seconds") >= 0
+    assert report == expected and report["seeds"] == "0-59" and report["n_sigma"] == 10
+    refused = _cli("evaluate", *common, "--samples", samples_dir, "--checkpoints", "20")
+    assert refused.returncode == 2 and "--checkpoints would need new ones" in refused.stderr
+    missing = _cli("evaluate", *common, "--samples", str(tmp_path))
+    assert missing.returncode == 2 and "not an asm-sample output directory" in missing.stderr
 
 
 def test_asm_eval_stats_of_the_digits_with_a_configured_extractor(fake_extractor_dir, tmp_path):

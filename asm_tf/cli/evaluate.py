@@ -3,6 +3,7 @@
   asm-eval --workdir=DIR --metric=fid --reference_stats=STATS.npz --inception_path=classify_image_graph_def.pb \
            --checkpoints=100000-300000 --step_sizes=4e-6:8e-6:5 --num_samples=5000 --sampler=cas --n_sigma=1
   asm-eval --workdir=DIR --mode=stats --inception_path=... [--num_samples=N]     # WORKDIR/eval/reference_stats.npz
+  asm-eval --workdir=DIR --metric=modes --samples=DIR/samples/OUT    # the samples asm-sample wrote, not new ones
 
 Each (checkpoint, step size) evaluates the final and the denoised samples of the same seeds and writes one
 JSON report; finished reports are kept, so running the same command again resumes an interrupted sweep.
@@ -12,10 +13,12 @@ WORKDIR/tensorboard/<sweep name> at step = checkpoint.
 
 import dataclasses
 import inspect
+import json
 import os
 import re
 
 import gin
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -38,6 +41,8 @@ flags.DEFINE_integer("num_samples", None, "Samples per entry (default 1000; with
 flags.DEFINE_string("seeds", None, "Seeds of the samples, e.g. 0-4999 (default: 0 to num_samples - 1).")
 flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
 flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
+flags.DEFINE_string("samples", None, "An asm-sample output directory: evaluate its samples.npz (the sampler settings "
+                    "and checkpoint of its settings.json) instead of sampling.")
 flags.DEFINE_integer("batch_size", 100, "Images per sampler call (does not change any image).")
 flags.DEFINE_string("output_dir", None, "Reports and plot (default: WORKDIR/eval/<metric>_<sampler>_n<n>_N<N>).")
 flags.DEFINE_string("inception_path", None, "FID Inception file (fid, is, stats): " + fid.HOW_TO_GET_INCEPTION)
@@ -129,31 +134,65 @@ def checkpoint_loader(workdir, settings, seeds):
     return load_checkpoint
 
 
-def run_sweep_mode():
-    seeds = seeds_from_flags()
-    run_lib.parse_run_config(FLAGS.workdir)
-    settings = sampler_settings()
+def sweep_settings(settings, seeds):
+    """The sampler identity that every report of a sweep carries."""
+    return {"sampler": settings.sampler, "n_sigma": settings.n_sigma, "noise_first": settings.noise_first,
+            "num_samples": len(seeds), "seeds": sweep.format_seeds(seeds)}
+
+
+def run_and_report(*, settings, seeds, checkpoints, step_sizes, load_checkpoint):
+    """Runs the sweep of the run in FLAGS.workdir (config parsed) and prints the best entries and the plot."""
     source = Experiment().data
     metric = build_metric(FLAGS.metric or ("toy2d" if source.kind == "points" else "fid"), source)
-    checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
-    step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes or repr(settings.step_size))
     name = f"{metric.name}_{settings.sampler}_n{settings.n_sigma}_N{len(seeds)}"
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "eval", name)
-    sweep_settings = {"sampler": settings.sampler, "n_sigma": settings.n_sigma,
-                      "noise_first": settings.noise_first, "num_samples": len(seeds),
-                      "seeds": sweep.format_seeds(seeds)}
     print(f"{metric.name} of {len(checkpoints)} checkpoint(s) x {len(step_sizes)} step size(s), "
           f"{len(seeds)} samples each, into {output_dir}", flush=True)
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.workdir, "tensorboard", name))
-    reports = sweep.run_sweep(checkpoints=checkpoints, step_sizes=step_sizes,
-                              load_checkpoint=checkpoint_loader(FLAGS.workdir, settings, seeds), metric=metric,
-                              settings=sweep_settings, output_dir=output_dir, writer=writer,
-                              log=lambda message: print(message, flush=True))
+    reports = sweep.run_sweep(checkpoints=checkpoints, step_sizes=step_sizes, load_checkpoint=load_checkpoint,
+                              metric=metric, settings=sweep_settings(settings, seeds), output_dir=output_dir,
+                              writer=writer, log=lambda message: print(message, flush=True))
     sweep.write_best_scalars(writer, metric, reports)
     for output, report in sweep.best_reports(reports, metric).items():
         print(f"best {output}: {metric.key} {report['results'][output][metric.key]:.6g} at checkpoint "
               f"{report['checkpoint']}, step size {report['step_size']:g}", flush=True)
     print(f"plot: {os.path.join(output_dir, metric.name + '_vs_step_size.png')}", flush=True)
+
+
+def run_sweep_mode():
+    seeds = seeds_from_flags()
+    run_lib.parse_run_config(FLAGS.workdir)
+    settings = sampler_settings()
+    checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
+    step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes or repr(settings.step_size))
+    run_and_report(settings=settings, seeds=seeds, checkpoints=checkpoints, step_sizes=step_sizes,
+                   load_checkpoint=checkpoint_loader(FLAGS.workdir, settings, seeds))
+
+
+SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "sampler", "n_sigma")
+
+
+def run_samples_mode():
+    """Evaluates the samples of an asm-sample output directory as the sweep entry they belong to."""
+    given = [f"--{name}" for name in SAMPLING_FLAGS if FLAGS[name].present]
+    if given:
+        raise common.UserError(f"--samples evaluates stored samples; {', '.join(given)} would need new ones: "
+                               "leave them out, or leave out --samples")
+    paths = [os.path.join(FLAGS.samples, name) for name in ("samples.npz", "settings.json")]
+    missing = [path for path in paths if not tf.io.gfile.exists(path)]
+    if missing:
+        raise common.UserError(f"{FLAGS.samples} is not an asm-sample output directory: {', '.join(missing)} "
+                               "missing")
+    with tf.io.gfile.GFile(paths[1]) as f:
+        stored = json.load(f)
+    with tf.io.gfile.GFile(paths[0], "rb") as f:
+        arrays = dict(np.load(f))
+    run_lib.parse_run_config(FLAGS.workdir)
+    fields = {field.name for field in dataclasses.fields(sampling.SamplerSettings)}
+    settings = sampling.SamplerSettings(**{key: value for key, value in stored.items() if key in fields})
+    outputs = (arrays["final"], arrays["denoised"])
+    run_and_report(settings=settings, seeds=arrays["seeds"].tolist(), checkpoints=[stored["step"]],
+                   step_sizes=[settings.step_size], load_checkpoint=lambda step: lambda step_size: outputs)
 
 
 def _unflipped_undequantised_data():
@@ -196,6 +235,8 @@ def main(argv):
         raise common.UserError("--batch_size and --feature_batch_size must be at least 1")
     if FLAGS.mode == "stats":
         run_stats_mode()
+    elif FLAGS.samples:
+        run_samples_mode()
     else:
         run_sweep_mode()
 
