@@ -1,7 +1,7 @@
 """What a run is: data, score network, noise levels, EMA rate."""
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import gin
 import tensorflow as tf
@@ -9,6 +9,7 @@ import tensorflow as tf
 from asm_tf import data as _data  # noqa: F401  (registers the dataset factories with gin)
 from asm_tf import models as _models  # noqa: F401  (registers the networks with gin)
 from asm_tf.data.source import DataSource
+from asm_tf.score import ScoreModel
 from asm_tf.sigmas import NoiseSchedule
 
 # The layout of a workdir.
@@ -25,12 +26,21 @@ def build_network(factory, example_shape):
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """The parts of a run that training, sampling, export and evaluation share."""
+    """The parts of a run that training, sampling, export and evaluation share.
+
+    `data_std`: None for the paper's parametrization; sigma_d for EDM's preconditioning and loss weighting
+    (`ScoreModel`, `losses.level_weighting`).
+    """
 
     data: DataSource = gin.REQUIRED
     score_network: Callable = gin.REQUIRED
     schedule: NoiseSchedule = dataclasses.field(default_factory=NoiseSchedule)
     ema_rate: float = 0.999
+    data_std: Optional[float] = None
 
     def build_score_network(self):
         return build_network(self.score_network, self.data.example_shape)
+
+    def score_model(self, network):
+        """The score and denoiser of `network` under this run's parametrization."""
+        return ScoreModel(network, self.data_std)

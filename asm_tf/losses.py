@@ -2,6 +2,7 @@
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 
 from asm_tf import noise
@@ -27,3 +28,17 @@ def dsm_loss(score_model, x, sigma, z, training=True):
     axes = list(range(1, x.shape.rank))
     loss = 0.5 * tf.reduce_sum(tf.square(output + z), axis=axes)
     return DSMResult(loss=loss, denoised=noisy + per_example(sigma, x) * output, noisy=noisy, sigma=sigma)
+
+
+def level_weighting(sigmas, data_std=None):
+    """Per-example DSM weights w(sigma) [B] for a ladder, or None for the paper's weighting (all 1).
+
+    With `data_std` (sigma_d) w = 1 + sigma^2 / sigma_d^2 = sigma^2 / c_out^2, normalised to mean 1 over the
+    ladder: EDM's weighting (Karras et al. 2022), under which the preconditioned network's target has unit
+    weight at every level (`ScoreModel`).
+    """
+    if data_std is None:
+        return None
+    sigmas = np.asarray(sigmas, np.float64)
+    norm = float(np.mean(1.0 + np.square(sigmas / data_std)))
+    return lambda sigma: (1.0 + tf.square(sigma / data_std)) / norm

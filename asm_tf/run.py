@@ -53,4 +53,4 @@ def load_run(workdir, step=None):
     saved_step = tf.Variable(0, dtype=tf.int64)
     status = tf.train.Checkpoint(ema_network=network.weights, step=saved_step).read(path)
     status.assert_existing_objects_matched().expect_partial()
-    return LoadedRun(experiment, ScoreModel(network), int(saved_step.numpy()), path)
+    return LoadedRun(experiment, experiment.score_model(network), int(saved_step.numpy()), path)

@@ -36,7 +36,7 @@ from asm_tf.distribution import STRATEGIES, WorkerSums, make_strategy, workers_o
 from asm_tf.ema import EMA
 from asm_tf.experiment import CHECKPOINT_DIR, Experiment, build_network
 from asm_tf.preemption import StopSignals, TrainingInterrupted
-from asm_tf.score import ScoreModel, per_example
+from asm_tf.score import per_example
 
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -132,8 +132,9 @@ class Trainer:
                 self.d_optimizer.build(self.discriminator.trainable_variables)
                 self.d_update = self._trained("d_", self.discriminator, self.d_optimizer,
                                               self._discriminator_gradients, "loss_d", scaled)
-        self.score_model = ScoreModel(_precision.Float32Outputs(self.network))
+        self.score_model = self.experiment.score_model(_precision.Float32Outputs(self.network))
         self.sigmas = tf.constant(self.schedule.sigmas(), tf.float32)
+        self.level_weighting = losses.level_weighting(self.schedule.sigmas(), self.experiment.data_std)
         if self.workers.count > 1:
             dataset = data.make_dataset(batch_size // self.workers.count, seed,
                                         shard=(self.workers.index, self.workers.count))
@@ -195,7 +196,8 @@ class Trainer:
         sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas)
         with tf.GradientTape() as tape:
             result = losses.dsm_loss(self.score_model, x, sigma, z, training=True)
-            dsm = tf.nn.compute_average_loss(result.loss, global_batch_size=self.batch_size)
+            weighted = result.loss * self.level_weighting(sigma) if self.level_weighting else result.loss
+            dsm = tf.nn.compute_average_loss(weighted, global_batch_size=self.batch_size)
             metrics = {"loss_dsm": dsm}
             loss = dsm
             if self.adversarial:
@@ -374,7 +376,7 @@ class Trainer:
     def preview(self, seeds):
         """EMA samples for the seeds with the run's sampler settings: (final, denoised) in data space."""
         if self._preview_sampler is None:
-            self._preview_sampler = sampling.make_sampler(ScoreModel(self.ema.network), self.schedule,
+            self._preview_sampler = sampling.make_sampler(self.experiment.score_model(self.ema.network), self.schedule,
                                                           self.sampler_settings, self.data)
         return self._preview_sampler(tf.constant(seeds, tf.int64))
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from asm_tf import losses
@@ -57,3 +58,26 @@ def test_levels_are_uniform_and_noise_is_per_example():
     sigma_part, z_part = losses.draw_perturbation(seeds[10:13], [2], sigma_values)
     np.testing.assert_array_equal(z_part.numpy(), z.numpy()[10:13])
     np.testing.assert_array_equal(sigma_part.numpy(), sigma.numpy()[10:13])
+
+
+def test_edm_preconditioning_denoises_with_c_skip_c_in_c_out_and_weights_to_the_edm_loss():
+    data_std, sigmas = 0.3, np.array([3.0, 0.5, 0.02])
+    x = tf.random.stateless_normal([3, 4], seed=[5, 6])
+    z = tf.random.stateless_normal([3, 4], seed=[7, 8])
+    sigma = tf.constant(sigmas, tf.float32)
+    net = Scale(-0.7)
+    result = losses.dsm_loss(ScoreModel(net, data_std=data_std), x, sigma, z)
+    total = sigmas[:, None] ** 2 + data_std ** 2
+    c_skip, c_out, c_in = data_std ** 2 / total, sigmas[:, None] * data_std / np.sqrt(total), 1 / np.sqrt(total)
+    noisy = x.numpy() + sigmas[:, None] * z.numpy()
+    network_output = -0.7 * c_in * noisy
+    np.testing.assert_allclose(result.denoised.numpy(), c_skip * noisy + c_out * network_output, rtol=1e-5)
+    # Weighted as in training, the loss is EDM's: 1/2 ||F - (x - c_skip noisy) / c_out||^2 up to one constant.
+    weights = losses.level_weighting(sigmas, data_std)(sigma).numpy()
+    edm = 0.5 * np.sum((network_output - (x.numpy() - c_skip * noisy) / c_out) ** 2, axis=1)
+    ratio = result.loss.numpy() * weights / edm
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+    np.testing.assert_allclose(np.mean(losses.level_weighting(sigmas, data_std)(sigma).numpy()), 1.0, rtol=1e-6)
+    assert losses.level_weighting(sigmas) is None
+    with pytest.raises(ValueError, match="data_std must be positive"):
+        ScoreModel(net, data_std=0.0)
