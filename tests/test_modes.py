@@ -18,7 +18,8 @@ def test_coverage_of_hand_made_predictions():
     assert coverage.kl_to_uniform == pytest.approx(np.sum(q * np.log(10 * q)))
     np.testing.assert_array_equal(coverage.counts, [2, 1, 3, 0, 0, 0, 0, 0, 0, 0])
     assert coverage.summary() == {"num_images": 6, "num_modes": 10, "modes_covered": 3,
-                                  "kl_to_uniform": coverage.kl_to_uniform, "confident_fraction": None}
+                                  "kl_to_uniform": coverage.kl_to_uniform, "confident_fraction": None,
+                                  "counts": [2, 1, 3, 0, 0, 0, 0, 0, 0, 0]}
     confident = modes.mode_coverage(np.array([0, 1, 2, 3]), num_modes=10, confidences=[0.95, 0.9, 0.89, 0.2])
     assert confident.confident_fraction == 0.5
 

@@ -6,18 +6,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKDIR=${WORKDIR:-runs/quickstart}
 EXPORT_DIR=${EXPORT_DIR:-runs/export}
-NUM_SAMPLES=${NUM_SAMPLES:-1000}
+NUM_SAMPLES=${NUM_SAMPLES:-500}
 START=$(date +%s)
 asm-train --gin_file=gin_configs/digits_adv.gin --workdir="$WORKDIR"
-asm-sample --workdir="$WORKDIR" --sampler=cas --seeds=0-99 --batch_size=100 --output_dir="$WORKDIR/samples"
+asm-sample --workdir="$WORKDIR" --sampler=cas --seeds=0-$((NUM_SAMPLES - 1)) --batch_size=500 \
+    --output_dir="$WORKDIR/samples"
 asm-export --workdir="$WORKDIR" --export_dir="$EXPORT_DIR" --name=digits
-asm-eval --workdir="$WORKDIR" --metric=modes --sampler=cas --num_samples="$NUM_SAMPLES" --batch_size=500
+asm-eval --workdir="$WORKDIR" --metric=modes --samples="$WORKDIR/samples"
 cat <<DONE
 
 done in $(( $(date +%s) - START )) s
 workdir (checkpoints, config.gin):  $WORKDIR
 samples (CAS, final and denoised):  $WORKDIR/samples/final.png, $WORKDIR/samples/denoised.png, samples.npz
-                                    (the evaluation draws NUM_SAMPLES=$NUM_SAMPLES more with the same sampler)
+                                    ($NUM_SAMPLES images; NUM_SAMPLES may be set)
 SavedModel for TF Serving:          $EXPORT_DIR/digits/<version>
 mode coverage (raw and denoised):   $WORKDIR/eval/modes_cas_n1_N$NUM_SAMPLES/
 tensorboard:                        tensorboard --logdir $WORKDIR/tensorboard

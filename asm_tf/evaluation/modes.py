@@ -43,9 +43,10 @@ class ModeCoverage:
     confident_fraction: float = None
 
     def summary(self):
-        """A JSON-ready dict without the per-mode counts."""
+        """A JSON-ready dict, the per-mode counts included (a list of num_modes ints)."""
         return {"num_images": self.num_images, "num_modes": self.num_modes, "modes_covered": self.modes_covered,
-                "kl_to_uniform": self.kl_to_uniform, "confident_fraction": self.confident_fraction}
+                "kl_to_uniform": self.kl_to_uniform, "confident_fraction": self.confident_fraction,
+                "counts": self.counts.tolist()}
 
 
 def mode_coverage(mode_ids, *, num_modes, confidences=None):
