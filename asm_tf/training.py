@@ -376,8 +376,8 @@ class Trainer:
     def preview(self, seeds):
         """EMA samples for the seeds with the run's sampler settings: (final, denoised) in data space."""
         if self._preview_sampler is None:
-            self._preview_sampler = sampling.make_sampler(self.experiment.score_model(self.ema.network), self.schedule,
-                                                          self.sampler_settings, self.data)
+            ema_model = self.experiment.score_model(self.ema.network)
+            self._preview_sampler = sampling.make_sampler(ema_model, self.schedule, self.sampler_settings, self.data)
         return self._preview_sampler(tf.constant(seeds, tf.int64))
 
     def denoising_preview(self):
