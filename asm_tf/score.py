@@ -41,8 +41,8 @@ class ScoreModel:
             return self._network(x, sigma, training)
         sigma_x = per_example(sigma, x)
         total = tf.square(sigma_x) + self.data_std ** 2
-        raw = self._network(x * tf.math.rsqrt(total), sigma, training)
-        return -sigma_x * x / total + self.data_std * tf.math.rsqrt(total) * raw
+        c_in = tf.math.rsqrt(total)
+        return -sigma_x * x / total + self.data_std * c_in * self._network(x * c_in, sigma, training)
 
     def score(self, x, sigma, training=False):
         """s(x, sigma) = net(x) / sigma."""
