@@ -11,9 +11,17 @@ from asm_tf.score import per_example
 DSMResult = collections.namedtuple("DSMResult", "loss denoised noisy sigma")
 
 
-def draw_perturbation(example_seeds, example_shape, sigmas):
-    """One uniform noise level and one z ~ N(0, I) per example, from per-example stateless seeds [B, 2]."""
-    level = noise.uniform_int(noise.fold(example_seeds, 0), tf.shape(sigmas)[0])
+def draw_perturbation(example_seeds, example_shape, sigmas, probabilities=None):
+    """One noise level and one z ~ N(0, I) per example, from per-example stateless seeds [B, 2].
+
+    The level is uniform over `sigmas`, or drawn with `probabilities` [L] (inverting their CDF).
+    """
+    level_seeds = noise.fold(example_seeds, 0)
+    if probabilities is None:
+        level = noise.uniform_int(level_seeds, tf.shape(sigmas)[0])
+    else:
+        cdf = tf.constant(np.cumsum(probabilities)[:-1], tf.float32)
+        level = tf.searchsorted(cdf, noise.uniform(level_seeds, []), side="right")
     z = noise.normal(noise.fold(example_seeds, 1), example_shape)
     return tf.gather(sigmas, level), z
 
@@ -30,15 +38,15 @@ def dsm_loss(score_model, x, sigma, z, training=True):
     return DSMResult(loss=loss, denoised=noisy + per_example(sigma, x) * output, noisy=noisy, sigma=sigma)
 
 
-def level_weighting(sigmas, data_std=None):
+def level_weighting(sigmas, data_std=None, probabilities=None):
     """Per-example DSM weights w(sigma) [B] for a ladder, or None for the paper's weighting (all 1).
 
     With `data_std` (sigma_d) w = 1 + sigma^2 / sigma_d^2 = sigma^2 / c_out^2, normalised to mean 1 over the
-    ladder: EDM's weighting (Karras et al. 2022), under which the preconditioned network's target has unit
-    weight at every level (`ScoreModel`).
+    levels as training draws them (uniformly, or with `probabilities`): EDM's weighting (Karras et al. 2022),
+    under which the preconditioned network's target has unit weight at every level (`ScoreModel`).
     """
     if data_std is None:
         return None
     sigmas = np.asarray(sigmas, np.float64)
-    norm = float(np.mean(1.0 + np.square(sigmas / data_std)))
+    norm = float(np.average(1.0 + np.square(sigmas / data_std), weights=probabilities))
     return lambda sigma: (1.0 + tf.square(sigma / data_std)) / norm

@@ -5,6 +5,7 @@ eta = epsilon / sigma_L^2, n_sigma the steps per level (ALS) or the grid refinem
 """
 
 import dataclasses
+from typing import Optional
 
 import gin
 import numpy as np
@@ -34,18 +35,34 @@ def refined_num_levels(num_levels, n_sigma):
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class NoiseSchedule:
-    """The training noise levels; `refined(n)` gives the CAS sampling grid."""
+    """The training noise levels; `refined(n)` gives the CAS sampling grid.
+
+    Training draws a level per example, uniformly over the ladder (the paper), or, with `train_log_mean`,
+    level k with probability proportional to the normal density of ln sigma_k with that mean and
+    `train_log_std` (EDM's log-normal training density, restricted to the ladder).
+    """
 
     sigma_begin: float = 50.0
     sigma_end: float = 0.01
     num_levels: int = 232
     spacing: str = "geometric"
+    train_log_mean: Optional[float] = None
+    train_log_std: float = 1.0
 
     def __post_init__(self):
         ladder(self.sigma_begin, self.sigma_end, self.num_levels, self.spacing)  # validates
+        if not self.train_log_std > 0:
+            raise ValueError(f"train_log_std must be positive, got {self.train_log_std}")
 
     def sigmas(self):
         return ladder(self.sigma_begin, self.sigma_end, self.num_levels, self.spacing)
+
+    def level_probabilities(self):
+        """Training probabilities of the levels [L] (float64), or None for the uniform draw."""
+        if self.train_log_mean is None:
+            return None
+        density = np.exp(-0.5 * np.square((np.log(self.sigmas()) - self.train_log_mean) / self.train_log_std))
+        return density / np.sum(density)
 
     def refined(self, n_sigma):
         levels = refined_num_levels(self.num_levels, n_sigma)

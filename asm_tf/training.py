@@ -134,7 +134,9 @@ class Trainer:
                                               self._discriminator_gradients, "loss_d", scaled)
         self.score_model = self.experiment.score_model(_precision.Float32Outputs(self.network))
         self.sigmas = tf.constant(self.schedule.sigmas(), tf.float32)
-        self.level_weighting = losses.level_weighting(self.schedule.sigmas(), self.experiment.data_std)
+        self.level_probabilities = self.schedule.level_probabilities()
+        self.level_weighting = losses.level_weighting(self.schedule.sigmas(), self.experiment.data_std,
+                                                      self.level_probabilities)
         if self.workers.count > 1:
             dataset = data.make_dataset(batch_size // self.workers.count, seed,
                                         shard=(self.workers.index, self.workers.count))
@@ -193,7 +195,7 @@ class Trainer:
 
     def _score_gradients(self, x, seeds):
         """DSM (plus lambda_G times the adversarial loss through the same draw's EDS) on one replica's batch."""
-        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas)
+        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
         with tf.GradientTape() as tape:
             result = losses.dsm_loss(self.score_model, x, sigma, z, training=True)
             weighted = result.loss * self.level_weighting(sigma) if self.level_weighting else result.loss
@@ -224,7 +226,7 @@ class Trainer:
 
     def _discriminator_gradients(self, x, seeds):
         """One D loss: real images against the EDS of freshly noised reals from the current score net."""
-        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas)
+        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
         noisy = x + per_example(sigma, x) * z
         denoised = tf.stop_gradient(self.score_model.denoise(noisy, sigma, training=True))
         with tf.GradientTape() as tape:
@@ -435,6 +437,10 @@ class Trainer:
                                    steps_per_second=rate, **self._fault_scalars())
                     summaries.write_scalars(writer, scalars, step)
                     progress(f"step {step}/{self.num_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+                    if metrics.get("d_grad_norm") == 0.0:
+                        progress(f"warning: the discriminator's gradients are exactly zero at step {step}: it has "
+                                 "died (every unit off) and training goes on as plain DSM; restart from an earlier "
+                                 "checkpoint with a lower discriminator learning rate")
                 if chief and self.sample_every and step % self.sample_every == 0:
                     self._write_previews(writer, step)
                 if step % self.checkpoint_every == 0 or step == self.num_steps:

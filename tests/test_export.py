@@ -298,20 +298,22 @@ def test_versions_are_never_overwritten(tmp_path):
         export.save(None, None, None, None, os.path.join(base, "4"))
 
 
-def test_a_point_run_exports_points(tmp_path):
+@pytest.mark.parametrize("data_std", [None, 0.5])  # the paper's parametrization and EDM's preconditioning
+def test_a_point_run_exports_points(tmp_path, data_std):
     tf.keras.utils.set_random_seed(0)
     network = ToyMLP(hidden=16, depth=2)
     network(tf.zeros([1, 2]))
+    score_model = ScoreModel(network, data_std)
     source = toy2d.toy2d("8gaussians", 256)
     schedule = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.05, num_levels=3)
     settings = sampling.SamplerSettings(n_sigma=1, step_size=0.002)
     path = str(tmp_path / "points" / "1")
-    export.save(ScoreModel(network), schedule, source, settings, path, max_images=8)
+    export.save(score_model, schedule, source, settings, path, max_images=8)
     serving = tf.saved_model.load(path).signatures
     seeds = tf.constant([3, 1, 4], tf.int64)
     got = serving["serving_default"](seeds=seeds)
     assert set(got) == {"points"}
-    _, expected = sampling.make_sampler(ScoreModel(network), schedule, settings, source)(seeds)
+    _, expected = sampling.make_sampler(score_model, schedule, settings, source)(seeds)
     np.testing.assert_allclose(got["points"], expected, atol=1e-6)
     known = np.array([[0.5, 0.0], [-1.0, 0.0], [2.0, 0.0]], np.float32)
     mask = np.array([[1.0, 0.0]] * 3, np.float32)  # x known, y sampled

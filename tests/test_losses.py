@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from asm_tf import losses
 from asm_tf.score import ScoreModel
+from asm_tf.sigmas import NoiseSchedule
 
 
 class Scale(tf.Module):
@@ -58,6 +59,24 @@ def test_levels_are_uniform_and_noise_is_per_example():
     sigma_part, z_part = losses.draw_perturbation(seeds[10:13], [2], sigma_values)
     np.testing.assert_array_equal(z_part.numpy(), z.numpy()[10:13])
     np.testing.assert_array_equal(sigma_part.numpy(), sigma.numpy()[10:13])
+
+
+def test_log_normal_levels_follow_their_probabilities_and_weight_to_mean_one():
+    schedule = NoiseSchedule(8.0, 0.02, 12, train_log_mean=-0.7, train_log_std=1.0)
+    probabilities, sigmas = schedule.level_probabilities(), schedule.sigmas()
+    assert np.argmax(probabilities) == np.argmin(np.abs(np.log(sigmas) + 0.7))
+    assert NoiseSchedule(8.0, 0.02, 12).level_probabilities() is None
+    seeds = tf.stack([tf.zeros(8000, tf.int64), tf.range(8000, dtype=tf.int64)], axis=1)
+    sigma, _ = losses.draw_perturbation(seeds, [2], tf.constant(sigmas, tf.float32), probabilities)
+    levels = np.argmin(np.abs(np.log(sigma.numpy())[:, None] - np.log(sigmas)[None]), axis=1)
+    expected = 8000 * probabilities
+    np.testing.assert_array_less(np.abs(np.bincount(levels, minlength=12) - expected), 4 * np.sqrt(expected) + 1)
+    part, _ = losses.draw_perturbation(seeds[10:13], [2], tf.constant(sigmas, tf.float32), probabilities)
+    np.testing.assert_array_equal(part.numpy(), sigma.numpy()[10:13])
+    weights = losses.level_weighting(sigmas, 0.3, probabilities)(tf.constant(sigmas, tf.float32)).numpy()
+    np.testing.assert_allclose(np.sum(probabilities * weights), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="train_log_std must be positive"):
+        NoiseSchedule(train_log_mean=0.0, train_log_std=0.0)
 
 
 def test_edm_preconditioning_denoises_with_c_skip_c_in_c_out_and_weights_to_the_edm_loss():

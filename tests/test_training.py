@@ -122,6 +122,18 @@ def test_interrupted_adversarial_training_resumes_bit_identically(tmp_path):
     assert int(resumed.d_optimizer.iterations.numpy()) == 2 * int(resumed.optimizer.iterations.numpy()) == 12
 
 
+def test_a_dead_discriminator_is_reported(tmp_path):
+    dead = lambda: keras.Sequential([keras.layers.Dense(1, kernel_initializer="zeros"), keras.layers.ReLU()])
+    trainer = make_trainer(tmp_path, adversarial=Adversarial(discriminator=dead))
+    lines = []
+    metrics = trainer.train(log=lines.append)
+    assert metrics["d_grad_norm"] == 0.0
+    assert sum("the discriminator's gradients are exactly zero" in line for line in lines) == 2  # steps 3 and 6
+    lines.clear()
+    make_adversarial_trainer(tmp_path / "alive").train(log=lines.append)
+    assert not any("warning" in line for line in lines)
+
+
 def test_adversarial_image_runs_show_real_noisy_and_denoised_images_in_tensorboard(tmp_path):
     experiment = Experiment(data=digits.digits(), score_network=lambda: NCSNv2(ngf=4), schedule=SCHEDULE,
                             ema_rate=0.9)
