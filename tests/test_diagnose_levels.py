@@ -111,6 +111,13 @@ def test_diagnose_levels_end_to_end(tmp_path, clean_gin, capsys):
         assert [rate is None for rate in row["returned_per_class"]] == [c not in labels for c in range(10)]
         assert 0 <= row["returned"] <= 1 and 0 <= row["confident"] <= 1
         assert row["worst_class_returned"] == min(r for r in row["returned_per_class"] if r is not None)
+        confusion = np.array(row["confusion"])
+        np.testing.assert_array_equal(confusion.sum(axis=1), np.bincount(labels, minlength=10))
+        kept = [confusion[c, c] / confusion[c].sum() for c in range(10) if confusion[c].sum()]
+        np.testing.assert_allclose(kept, [r for r in row["returned_per_class"] if r is not None])
+        if row["worst_class_became"] is not None:
+            lost = np.delete(confusion[row["worst_class"]], row["worst_class"])
+            assert confusion[row["worst_class"], row["worst_class_became"]] == lost.max() > 0
     assert "worst class" in capsys.readouterr().out
 
     # The MSEs are those of the EDS and of the posterior mean on the stateless noisy test digits.

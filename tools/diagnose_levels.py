@@ -13,7 +13,8 @@ initial value), the same z at every level. Then:
 - `returned`: CAS on sigma_k..sigma_L (the run's step size and n_sigma unless --step_size / --n_sigma),
   then the final denoising step, classified by the bundled digits classifier: the share that keep their
   label, overall and per class (`returned_per_class`, null for a class without images), and `confident`:
-  the share classified with probability >= 0.9 whatever the class.
+  the share classified with probability >= 0.9 whatever the class; `confusion`: test labels (rows) against
+  the classes CAS brought them to (columns).
 Prints a progress line per level and a table, writes a JSON report and a plot (sigma on a log axis) to
 --output (default WORKDIR/eval/diagnose_levels.png, the JSON beside it).
 """
@@ -103,13 +104,18 @@ def in_batches(function, batch_size, *arrays):
 
 
 def summarise_returns(predicted, confidences, labels):
-    """returned (overall, per class: None without images), confident, and the worst class with its rate."""
-    per_class = [float(np.mean(predicted[labels == c] == c)) if np.any(labels == c) else None
-                 for c in range(modes.NUM_DIGITS)]
-    worst = min((c for c in range(modes.NUM_DIGITS) if per_class[c] is not None), key=lambda c: per_class[c])
+    """returned (overall, per class: None without images), confident, the confusion matrix (rows: the test
+    digits' labels, columns: the classes CAS brought them to), and the worst class with its rate and the class
+    its lost digits most often became."""
+    num = modes.NUM_DIGITS
+    confusion = np.bincount(labels * num + predicted, minlength=num * num).reshape(num, num)
+    per_class = [float(np.mean(predicted[labels == c] == c)) if np.any(labels == c) else None for c in range(num)]
+    worst = min((c for c in range(num) if per_class[c] is not None), key=lambda c: per_class[c])
+    became = np.where(np.arange(num) == worst, -1, confusion[worst])
     return {"returned": float(np.mean(predicted == labels)), "returned_per_class": per_class,
-            "confident": float(np.mean(confidences >= modes.CONFIDENT)), "worst_class": worst,
-            "worst_class_returned": per_class[worst]}
+            "confident": float(np.mean(confidences >= modes.CONFIDENT)), "confusion": confusion.tolist(),
+            "worst_class": worst, "worst_class_returned": per_class[worst],
+            "worst_class_became": int(np.argmax(became)) if per_class[worst] < 1 else None}
 
 
 def diagnose(loaded, *, levels=None, step_size=None, n_sigma=None, max_images=None, batch_size=500):
@@ -162,7 +168,8 @@ def print_table(report):
     for row in report["levels"]:
         print(f"{row['level']:>5} {row['sigma']:>8.4g} {row['mse']:>9.3g} {row['posterior_mean_mse']:>9.3g} "
               f"{row['returned']:>8.1%} {row['confident']:>9.1%}  {row['worst_class']} "
-              f"({row['worst_class_returned']:.1%})")
+              f"({row['worst_class_returned']:.1%}" +
+              (f", most often became {row['worst_class_became']})" if row["worst_class_became"] is not None else ")"))
 
 
 def plot(report, path):
