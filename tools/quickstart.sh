@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on bundled data: train a small NCSNv2 adversarially on scikit-learn's digits (16x16), sample
+# The main job on bundled data: train a small UNet adversarially on scikit-learn's digits (16x16), sample
 # with CAS and the final denoising step, export the sampler as a SavedModel for TF Serving, and measure mode
 # coverage with the bundled digit classifier. WORKDIR and EXPORT_DIR may be set; running again resumes.
 set -euo pipefail
