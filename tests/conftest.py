@@ -11,12 +11,29 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
+import gin  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from asm_tf.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment  # noqa: E402
 from asm_tf.losses import dsm_loss  # noqa: E402
 from asm_tf.score import ScoreModel  # noqa: E402
+
+
+def write_untrained_run(workdir, config, step, seed):
+    """A run directory as asm-train leaves it, without training: `config` as config.gin and a checkpoint at
+    `step` holding the (random, seeded) EMA weights of the configured score network."""
+    workdir.mkdir()
+    (workdir / CONFIG_FILE).write_text(config)
+    gin.clear_config()
+    gin.parse_config(config)
+    tf.keras.utils.set_random_seed(seed)
+    network = Experiment().build_score_network()
+    checkpoint = tf.train.Checkpoint(ema_network=network.weights, step=tf.Variable(step, dtype=tf.int64))
+    tf.train.CheckpointManager(checkpoint, str(workdir / CHECKPOINT_DIR), 1).save(checkpoint_number=step)
+    gin.clear_config()
+    return str(workdir)
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import tensorflow as tf
 
 from asm_tf import noise
 from asm_tf import run as run_lib
+from conftest import write_untrained_run
 from asm_tf.data import digits
 from asm_tf.evaluation import ideal
-from asm_tf.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP = 3
@@ -48,16 +48,7 @@ def _tool():
 
 def _write_run(workdir, config):
     """A run directory without training: config.gin and a checkpoint of random EMA weights at STEP."""
-    workdir.mkdir()
-    (workdir / CONFIG_FILE).write_text(config)
-    gin.clear_config()
-    gin.parse_config(config)
-    tf.keras.utils.set_random_seed(0)
-    network = Experiment().build_score_network()
-    checkpoint = tf.train.Checkpoint(ema_network=network.weights, step=tf.Variable(STEP, dtype=tf.int64))
-    tf.train.CheckpointManager(checkpoint, str(workdir / CHECKPOINT_DIR), 1).save(checkpoint_number=STEP)
-    gin.clear_config()
-    return str(workdir)
+    return write_untrained_run(workdir, config, STEP, seed=0)
 
 
 @pytest.fixture

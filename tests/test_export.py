@@ -15,8 +15,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from asm_tf import export, sampling, sigmas
 from asm_tf import run as run_lib
+from conftest import write_untrained_run
 from asm_tf.data import toy2d
-from asm_tf.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.score import ScoreModel
 
@@ -146,18 +146,7 @@ def write_run(root, name="tiny", config=CONFIG):
     for k in range(4):
         pixels = np.random.default_rng(k).integers(0, 256, size=SHAPE, dtype=np.uint8)
         Image.fromarray(pixels).save(images / f"{k}.png")
-    workdir = root / name
-    workdir.mkdir()
-    text = config.format(images=images)
-    (workdir / CONFIG_FILE).write_text(text)
-    gin.clear_config()
-    gin.parse_config(text)
-    tf.keras.utils.set_random_seed(3)
-    network = Experiment().build_score_network()
-    checkpoint = tf.train.Checkpoint(ema_network=network.weights, step=tf.Variable(STEP, dtype=tf.int64))
-    tf.train.CheckpointManager(checkpoint, str(workdir / CHECKPOINT_DIR), 2).save(checkpoint_number=STEP)
-    gin.clear_config()
-    return str(workdir)
+    return write_untrained_run(root / name, config.format(images=images), STEP, seed=3)
 
 
 @pytest.fixture(scope="module")
