@@ -8,15 +8,23 @@ import tensorflow as tf
 
 from asm_tf import gan_losses, optimizers
 
+FAKES = ("fresh", "score_step")
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class Adversarial:
     """D judges real images against the clamped EDS of noisy reals; the score net is trained on
-    lambda_dae * DSM + lambda_g * (its GAN loss). `d_steps` discriminator updates precede each score update.
+    lambda_dae * DSM + lambda_g * (its GAN loss), with `d_steps` discriminator updates per score update.
 
     Bind the D optimiser with a gin scope, e.g. `Adversarial.optimizer = @discriminator/adam` and
     `discriminator/adam.beta_1 = -0.5`.
+
+    fakes: what the D steps judge. 'fresh' (the reference's schedule, SPEC 2.2): before the score step, each
+    D step denoises a fresh noise draw of its batch with the current score network. 'score_step': the score
+    step runs first and the first D step judges the EDS that the score step computed (same batch and draw,
+    detached), which saves one forward pass of the score network per step; D then judges fakes of the score
+    network as it was before its latest update (one update old). Further D steps (d_steps > 1) stay fresh.
     """
 
     discriminator: Callable = gin.REQUIRED
@@ -27,10 +35,13 @@ class Adversarial:
     lambda_g: float = 1.0
     lambda_d: float = 1.0
     clamp_fakes: bool = True
+    fakes: str = "fresh"
 
     def __post_init__(self):
         if self.d_steps < 1:
             raise ValueError(f"Adversarial.d_steps must be at least 1, got {self.d_steps}")
+        if self.fakes not in FAKES:
+            raise ValueError(f"Adversarial.fakes must be one of {FAKES}, got {self.fakes!r}")
         gan_losses.gan_loss(self.loss)  # validates the name
 
     @property

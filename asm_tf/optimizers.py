@@ -15,7 +15,13 @@ Gin: the score network and D take different betas; configure them with scopes, e
 
 import gin
 import keras
+import tensorflow as tf
 from keras import ops
+
+
+def _handle(variable):
+    """The resource handle of a Keras or tf variable (this device's copy inside a tf.distribute update)."""
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
 def _signed_power(base, exponent):
@@ -47,21 +53,24 @@ class TorchAdam(keras.optimizers.Optimizer):
         self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
 
     def update_step(self, gradient, variable, learning_rate):
+        """One fused ResourceApplyAdam per variable. Its update, with alpha = lr sqrt(1 - b2^t) / (1 - b1^t),
+        is var -= alpha m / (sqrt(v) + epsilon'); epsilon' = epsilon sqrt(1 - b2^t) makes it PyTorch's."""
         dtype = variable.dtype
-        learning_rate = ops.cast(learning_rate, dtype)
-        gradient = ops.cast(gradient, dtype)
         step = ops.cast(self.iterations + 1, dtype)
-        bias_correction_1 = 1.0 - _signed_power(self.beta_1, step)
-        bias_correction_2 = 1.0 - ops.power(self.beta_2, step)
+        beta_2_power = ops.power(self.beta_2, step)
         index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
-        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
-        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(gradient))
-        denominator = ops.sqrt(v) / ops.sqrt(bias_correction_2) + self.epsilon
-        self.assign_sub(variable, (learning_rate / bias_correction_1) * m / denominator)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(self._momentums[index]), v=_handle(self._velocities[index]),
+            beta1_power=_signed_power(self.beta_1, step), beta2_power=beta_2_power,
+            lr=ops.cast(learning_rate, dtype), beta1=ops.cast(self.beta_1, dtype), beta2=ops.cast(self.beta_2, dtype),
+            epsilon=self.epsilon * ops.sqrt(1.0 - beta_2_power), grad=ops.cast(gradient, dtype))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+# Learning-rate schedules for `adam.learning_rate`, e.g. `adam.learning_rate = @schedules.CosineDecay()`.
+gin.external_configurable(keras.optimizers.schedules.CosineDecay, module="schedules")
 
 
 @gin.configurable

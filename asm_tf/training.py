@@ -60,7 +60,7 @@ class _Trained:
     prefix: str  # of its metric names: "" for the score network, "d_" for the discriminator
     variables: list
     optimizer: object
-    gradients: Callable  # per replica: (x, example seeds) -> (metric shares, gradients)
+    gradients: Callable  # per replica: (x, example seeds, fakes or None) -> (metric shares, gradients, fakes)
     loss_name: str
     skipped: tf.Variable
     loss_scale: Optional[_precision.DynamicLossScale]
@@ -193,8 +193,9 @@ class Trainer:
     def _scaled(loss, loss_scale):
         return loss * loss_scale.scale if loss_scale else loss
 
-    def _score_gradients(self, x, seeds):
-        """DSM (plus lambda_G times the adversarial loss through the same draw's EDS) on one replica's batch."""
+    def _score_gradients(self, x, seeds, fakes=None):
+        """DSM (plus lambda_G times the adversarial loss through the same draw's EDS) on one replica's batch;
+        the EDS, detached, is returned as fakes for D (`fakes` is not used)."""
         sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
         with tf.GradientTape() as tape:
             result = losses.dsm_loss(self.score_model, x, sigma, z, training=True)
@@ -214,7 +215,7 @@ class Trainer:
                 metrics["loss_g"] = adversarial
             metrics["loss"] = loss
             scaled = self._scaled(loss, self.score_update.loss_scale)
-        return metrics, tape.gradient(scaled, self.score_update.variables)
+        return metrics, tape.gradient(scaled, self.score_update.variables), tf.stop_gradient(result.denoised)
 
     def _discriminate(self, x, denoised, training):
         """D's float32 logits on the real batch and on the clamped denoised fakes, in one forward pass."""
@@ -224,37 +225,40 @@ class Trainer:
     def _logits(self, images, training):
         return tf.cast(tf.reshape(self.discriminator(images, training=training), [-1]), tf.float32)
 
-    def _discriminator_gradients(self, x, seeds):
-        """One D loss: real images against the EDS of freshly noised reals from the current score net."""
-        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
-        noisy = x + per_example(sigma, x) * z
-        denoised = tf.stop_gradient(self.score_model.denoise(noisy, sigma, training=True))
+    def _discriminator_gradients(self, x, seeds, fakes=None):
+        """One D loss: real images against `fakes` (the score step's EDS) or, when None, the EDS of freshly
+        noised reals from the current score net."""
+        if fakes is None:
+            sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
+            noisy = x + per_example(sigma, x) * z
+            fakes = tf.stop_gradient(self.score_model.denoise(noisy, sigma, training=True))
         with tf.GradientTape() as tape:
-            real, fake = self._discriminate(x, denoised, training=True)
+            real, fake = self._discriminate(x, fakes, training=True)
             loss = self.adversarial.lambda_d * self.adversarial.gan.discriminator_loss(real, fake, self.batch_size)
             scaled = self._scaled(loss, self.d_update.loss_scale)
         share = tf.cast(x.shape[0], tf.float32) / self.batch_size
         metrics = {"loss_d": loss, "d_real": tf.reduce_mean(real) * share, "d_fake": tf.reduce_mean(fake) * share}
-        return metrics, tape.gradient(scaled, self.d_update.variables)
+        return metrics, tape.gradient(scaled, self.d_update.variables), None
 
-    def _summed_gradients(self, trained, x, draw):
-        """Per replica: the gradients and metrics summed over replicas, and whether loss and gradients are finite."""
-        metrics, grads = trained.gradients(x, self._example_seeds(x.shape[0], draw))
+    def _summed_gradients(self, trained, x, fakes, draw):
+        """Per replica: the gradients and metrics summed over replicas, whether loss and gradients are finite,
+        and the fakes that the gradients' function returns."""
+        metrics, grads, fakes = trained.gradients(x, self._example_seeds(x.shape[0], draw), fakes)
         metrics, grads = _all_reduce((metrics, grads))
         if trained.loss_scale:
             grads = [g / trained.loss_scale.scale for g in grads]
         norm = metrics[f"{trained.prefix}grad_norm"] = tf.linalg.global_norm(grads)
-        return grads, metrics, tf.math.is_finite(metrics[trained.loss_name]), tf.math.is_finite(norm)
+        return grads, metrics, tf.math.is_finite(metrics[trained.loss_name]), tf.math.is_finite(norm), fakes
 
-    def _update(self, trained, x, draw):
-        """One guarded update; returns its metrics and whether it was non-finite (an overflow under loss
-        scaling is not: it only lowers the scale).
+    def _update(self, trained, x, draw, fakes=None):
+        """One guarded update; returns its metrics, whether it was non-finite (an overflow under loss
+        scaling is not: it only lowers the scale) and the fakes of its gradients' function (per replica).
 
         The decision is taken in cross-replica context, on values that every replica and worker share,
         because a merge_call (which applying gradients makes) is not allowed inside a tf.cond in replica context.
         """
-        grads, metrics, loss_ok, grads_ok = self.strategy.run(
-            lambda batch: self._summed_gradients(trained, batch, draw), args=(x,))
+        grads, metrics, loss_ok, grads_ok, fakes = self.strategy.run(
+            lambda batch, given: self._summed_gradients(trained, batch, given, draw), args=(x, fakes))
         first = lambda value: self.strategy.experimental_local_results(value)[0]
         metrics = {name: first(value) for name, value in metrics.items()}
         loss_ok, grads_ok = first(loss_ok), first(grads_ok)
@@ -272,7 +276,7 @@ class Trainer:
 
         tf.cond(tf.logical_and(loss_ok, grads_ok), apply, skip)
         nonfinite = tf.logical_not(loss_ok if trained.loss_scale else tf.logical_and(loss_ok, grads_ok))
-        return metrics, nonfinite
+        return metrics, nonfinite, fakes
 
     def _distribute(self, batch):
         """Splits this worker's batch over its local replicas (replica ids are global)."""
@@ -283,19 +287,22 @@ class Trainer:
                               (ctx.replica_id_in_sync_group - first + 1) * local])
 
     def _one_step(self):
-        """One score step; an adversarial one follows D_steps discriminator steps (SPEC 2.2)."""
-        metrics, nonfinite = {}, tf.constant(False)
+        """One score step and, when adversarial, D_steps discriminator steps: before it on fresh fakes (SPEC
+        2.2), or after it with Adversarial.fakes = 'score_step', the first on the score step's own EDS."""
         x = self._distribute(next(self.iterator))
-        if self.adversarial:
-            for d_step in range(self.adversarial.d_steps):
-                if d_step:
-                    x = self._distribute(next(self.iterator))
-                d_metrics, d_nonfinite = self._update(self.d_update, x, draw=1 + d_step)
-                metrics.update(d_metrics)
-                nonfinite = tf.logical_or(nonfinite, d_nonfinite)
-        score_metrics, score_nonfinite = self._update(self.score_update, x, draw=0)
-        metrics.update(score_metrics)
-        return metrics, tf.logical_or(nonfinite, score_nonfinite)
+        after = bool(self.adversarial) and self.adversarial.fakes == "score_step"
+        updates, fakes = [], None
+        if after:
+            updates.append(self._update(self.score_update, x, draw=0))
+            fakes = updates[-1][2]
+        for d_step in range(self.adversarial.d_steps if self.adversarial else 0):
+            if d_step:
+                x, fakes = self._distribute(next(self.iterator)), None
+            updates.append(self._update(self.d_update, x, draw=1 + d_step, fakes=fakes))
+        if not after:
+            updates.append(self._update(self.score_update, x, draw=0))
+        metrics = {name: value for update in updates for name, value in update[0].items()}
+        return metrics, tf.reduce_any([update[1] for update in updates])
 
     def _steps(self, num_steps):
         """Up to `num_steps` steps; returns the last step's metrics and whether a non-finite step stopped them."""

@@ -87,18 +87,20 @@ def test_a_batch_that_does_not_split_over_replicas_is_refused(tmp_path, mirrored
         make_trainer(tmp_path, mirrored(), batch_size=7)
 
 
-def make_adversarial_trainer(workdir, strategy=None, loss="LSGAN", d_steps=2, d_optimizer=None, **overrides):
+def make_adversarial_trainer(workdir, strategy=None, loss="LSGAN", d_steps=2, d_optimizer=None, fakes="fresh",
+                             **overrides):
     d_optimizer = d_optimizer or (lambda: optimizers.adam(1e-3, beta_1=-0.5, beta_2=0.9))
     adversarial = Adversarial(discriminator=lambda: ToyMLP(hidden=16, depth=2, out_dim=1), loss=loss,
-                              d_steps=d_steps, optimizer=d_optimizer)
+                              d_steps=d_steps, optimizer=d_optimizer, fakes=fakes)
     return make_trainer(workdir, strategy, adversarial=adversarial, **overrides)
 
 
-def test_adversarial_training_with_two_replicas_equals_one_device(tmp_path, mirrored):
+@pytest.mark.parametrize("fakes", ["fresh", "score_step"])
+def test_adversarial_training_with_two_replicas_equals_one_device(tmp_path, mirrored, fakes):
     # SGD, because Adam's normalised steps blow summation-order rounding of near-zero gradients up to the
     # learning rate (measured: 1.5e-8 apart with SGD, 7e-2 with Adam at lr 1e-2 on the same runs).
     sgd = lambda: keras.optimizers.SGD(1e-2)
-    options = dict(loss="RaLSGAN", d_optimizer=sgd, optimizer=sgd)
+    options = dict(loss="RaLSGAN", d_optimizer=sgd, optimizer=sgd, fakes=fakes)
     single = make_adversarial_trainer(tmp_path / "one", tf.distribute.OneDeviceStrategy("/cpu:0"), **options)
     single.train(log=lambda _: None)
     two = make_adversarial_trainer(tmp_path / "two", mirrored(), **options)
@@ -109,17 +111,41 @@ def test_adversarial_training_with_two_replicas_equals_one_device(tmp_path, mirr
     assert np.abs(weights(single)[0] - make_trainer(tmp_path / "fresh").network.weights[0].numpy()).max() > 1e-3
 
 
-def test_interrupted_adversarial_training_resumes_bit_identically(tmp_path):
-    straight = make_adversarial_trainer(tmp_path / "straight")
+@pytest.mark.parametrize("fakes", ["fresh", "score_step"])
+def test_interrupted_adversarial_training_resumes_bit_identically(tmp_path, fakes):
+    straight = make_adversarial_trainer(tmp_path / "straight", fakes=fakes)
     straight.train(log=lambda _: None)
-    make_adversarial_trainer(tmp_path / "resumed", num_steps=3).train(log=lambda _: None)
-    resumed = make_adversarial_trainer(tmp_path / "resumed")
+    make_adversarial_trainer(tmp_path / "resumed", num_steps=3, fakes=fakes).train(log=lambda _: None)
+    resumed = make_adversarial_trainer(tmp_path / "resumed", fakes=fakes)
     metrics = resumed.train(log=lambda _: None)
     assert set(metrics) == {"loss", "loss_dsm", "loss_g", "loss_d", "grad_norm", "d_grad_norm", "d_real", "d_fake"}
     weights = lambda t: state(t) + [v.numpy() for v in t.discriminator.weights + t.d_optimizer.variables]
     for a, b in zip(weights(straight), weights(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     assert int(resumed.d_optimizer.iterations.numpy()) == 2 * int(resumed.optimizer.iterations.numpy()) == 12
+
+
+@pytest.mark.parametrize("fakes", ["fresh", "score_step"])
+def test_the_score_step_fakes_schedule_updates_d_on_the_score_steps_own_eds(tmp_path, fakes):
+    """One step by hand from the initial weights (SGD): with 'score_step' the score network steps against the
+    initial D and D then judges the EDS of the score step's draw; with 'fresh' D judges another draw first."""
+    sgd = lambda: keras.optimizers.SGD(0.1)
+    trainer = make_adversarial_trainer(tmp_path, d_steps=1, optimizer=sgd, d_optimizer=sgd, fakes=fakes,
+                                       num_steps=1, steps_per_call=1)
+    x = next(iter(trainer.data.make_dataset(trainer.batch_size, trainer.seed)))
+    _, score_grads, eds = trainer._score_gradients(x, trainer._example_seeds(trainer.batch_size, draw=0))
+    _, d_grads, _ = trainer._discriminator_gradients(x, None, fakes=eds)
+    variables = trainer.network.trainable_variables + trainer.discriminator.trainable_variables
+    expected = [v.numpy() - 0.1 * g.numpy() for v, g in zip(variables, score_grads + d_grads, strict=True)]
+    trainer.train(log=lambda _: None)
+    got = [v.numpy() for v in variables]
+    matches = all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(got, expected, strict=True))
+    assert matches == (fakes == "score_step")
+
+
+def test_unknown_fakes_schedule_is_refused():
+    with pytest.raises(ValueError, match="Adversarial.fakes must be one of"):
+        Adversarial(discriminator=ToyMLP, fakes="stale")
 
 
 def test_a_dead_discriminator_is_reported(tmp_path):

@@ -11,7 +11,8 @@ each after a warm-up call, so that a change in the machine's load hits them alik
 the median and best wall seconds and the median process-CPU seconds (all threads; steadier when other
 processes share the cores). Under TF_CONFIG (two or more workers) it also times the agreement between
 workers that the trainer makes once per call (`agreement_ms`). The `dsm` variant is the configuration
-without its discriminator (plain DSM steps of the same network and batch). `--synthetic_data` trains on
+without its discriminator (plain DSM steps of the same network and batch); `fresh_fakes` and
+`score_step_fakes` set `Adversarial.fakes` (what D judges) in an adversarial one. `--synthetic_data` trains on
 random images of the configured data's shape and transform, for datasets that are not on disk.
 """
 
@@ -33,14 +34,24 @@ import gin  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from asm_tf import training  # noqa: E402
+from asm_tf.adversarial import Adversarial  # noqa: E402
 from asm_tf.cli import common  # noqa: E402
 from asm_tf.experiment import Experiment  # noqa: E402
 from tools.benchmark_data import synthetic_source  # noqa: E402
 
 VARIANTS = {"float32": {}, "mixed_bfloat16": {"precision": "mixed_bfloat16"},
             "mixed_float16": {"precision": "mixed_float16"}, "xla": {"jit_compile": True},
-            "xla_mixed_bfloat16": {"precision": "mixed_bfloat16", "jit_compile": True}, "dsm": {"adversarial": None}}
+            "xla_mixed_bfloat16": {"precision": "mixed_bfloat16", "jit_compile": True}, "dsm": {"adversarial": None},
+            "fresh_fakes": {"fakes": "fresh"}, "score_step_fakes": {"fakes": "score_step"}}
 SYNTHETIC_EXAMPLES = 2048
+
+
+def trainer_options(variant):
+    """The Trainer arguments of a variant; a `fakes` variant is the configured Adversarial with that schedule."""
+    options = dict(VARIANTS[variant])
+    if "fakes" in options:
+        options["adversarial"] = Adversarial(fakes=options.pop("fakes"))
+    return options
 
 
 def timed_call(trainer, steps):
@@ -79,7 +90,7 @@ def main():
     trainers = {}
     for name in args.variants:
         trainers[name] = training.Trainer(tempfile.mkdtemp(prefix="asm_benchmark_"), strategy,
-                                          **options, **VARIANTS[name])
+                                          **options, **trainer_options(name))
         timed_call(trainers[name], args.steps)  # traces and warms up
     timings = {name: [] for name in trainers}
     for _ in range(args.rounds):
