@@ -6,7 +6,7 @@ import os
 import gin
 import pytest
 
-from asm_tf import run  # noqa: F401  (registers every configurable)
+from asm_tf import optimizers, run  # noqa: F401  (run registers every configurable)
 from asm_tf.adversarial import Adversarial
 from asm_tf.cli import common
 from asm_tf.experiment import Experiment
@@ -26,6 +26,7 @@ def test_config_parses_and_builds(path):
     name = os.path.basename(path)
     assert tuple(experiment.data.example_shape) == SHAPES[name.split("_")[0].removesuffix(".gin")]
     SamplerSettings().validate(experiment.schedule)
+    assert float(optimizers.adam().learning_rate) > 0  # a learning-rate schedule's bindings resolve too
     if name.endswith("_adv.gin"):
         adversarial = gin.query_parameter("Trainer.adversarial").scoped_configurable_fn()
         assert isinstance(adversarial, Adversarial)
