@@ -26,14 +26,16 @@ from asm_tf import run as run_lib
 from asm_tf import sampling
 from asm_tf.cli import common
 from asm_tf.data import toy2d as toy_data
-from asm_tf.evaluation import fid, modes, sweep
+from asm_tf.evaluation import digit_quality, fid, modes, sweep
 from asm_tf.experiment import CHECKPOINT_DIR, Experiment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
 flags.DEFINE_enum("mode", "sweep", ["sweep", "stats"], "Evaluate samples, or compute the data's FID statistics.")
-flags.DEFINE_enum("metric", None, ["fid", "is", "modes", "toy2d"],
-                  "Metric (default: toy2d for 2-D points, fid for images).")
+flags.DEFINE_enum("metric", None, ["fid", "is", "fdd", "modes", "toy2d"],
+                  "Metric (default: toy2d for 2-D points, fid for images). fdd: the Frechet digit distance, KID, "
+                  "precision/recall and classes in a digit classifier's feature space, against the data's test "
+                  "split, with the train-vs-test floor and a blur ladder (digit data; no Inception file).")
 flags.DEFINE_string("checkpoints", "latest", "Checkpoint steps: latest, all, a range 100000-300000, a list, or both.")
 flags.DEFINE_string("step_sizes", None, "Step sizes: a list 5e-6,6e-6 or LOW:HIGH:COUNT (default: the run's).")
 flags.DEFINE_integer("num_samples", None, "Samples per entry (default 1000; with --seeds, their count). "
@@ -49,7 +51,7 @@ flags.DEFINE_string("inception_path", None, "FID Inception file (fid, is, stats)
 flags.DEFINE_integer("feature_batch_size", fid.DEFAULT_BATCH_SIZE, "Images per Inception call.")
 flags.DEFINE_string("reference_stats", None, "FID reference .npz (default: WORKDIR/eval/reference_stats.npz); "
                                              "for --mode=stats, where to write it.")
-flags.DEFINE_string("classifier", None, "Digit classifier .keras for --metric=modes (default: the bundled "
+flags.DEFINE_string("classifier", None, "Digit classifier .keras for --metric=modes/fdd (default: the bundled "
                                         "16x16 digits classifier; Stacked MNIST needs an MNIST one).")
 flags.DEFINE_integer("num_real", 5000, "Real points for --metric=toy2d.")
 flags.DEFINE_integer("real_seed", 7, "Seed of the real points for --metric=toy2d.")
@@ -101,14 +103,25 @@ def build_metric(name, source):
             raise common.UserError(f"no generator of real points for {source.name!r}")
         real = toy_data.sample(source.name, FLAGS.num_real, FLAGS.real_seed)
         return sweep.toy2d_metric(real_points=real, description=f"{source.name} seed {FLAGS.real_seed}")
-    if name == "modes":
+    if name in ("modes", "fdd"):
         classifier = modes.load_classifier(FLAGS.classifier)
         expected = tuple(classifier.input_shape[1:3])
         if tuple(source.example_shape[:2]) != expected:
             raise common.UserError(f"the classifier takes {expected} images but the run makes "
                                    f"{tuple(source.example_shape[:2])}; pass --classifier trained at that size "
                                    "(tools/train_digit_classifier.py)")
-        return sweep.modes_metric(classifier=classifier, classifier_path=FLAGS.classifier or "bundled digits")
+        classifier_path = FLAGS.classifier or "bundled digits"
+        if name == "modes":
+            return sweep.modes_metric(classifier=classifier, classifier_path=classifier_path)
+        if source.labelled_arrays is None:
+            raise common.UserError(f"--metric=fdd needs the held-out images of the data; {source.name} has no "
+                                   "labelled test split (digits and Stacked MNIST have one)")
+        quality = digit_quality.DigitQuality(classifier, source.labelled_arrays("test")[0],
+                                             source.labelled_arrays("train")[0],
+                                             log=lambda message: print(message, flush=True))
+        return sweep.fdd_metric(quality=quality, config={"classifier": classifier_path,
+                                                         "reference": f"{source.name} test split",
+                                                         "floor": f"{source.name} train split"})
     extractor = load_extractor()
     if name == "is":
         return sweep.inception_score_metric(extractor=extractor, batch_size=FLAGS.feature_batch_size)

@@ -117,19 +117,29 @@ def classify_digits(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):
     return np.argmax(probabilities, axis=1).astype(np.int64), probabilities.max(axis=1)
 
 
-def predicted_modes(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):
-    """Mode ids, number of modes and confidences: digits for 1 channel; 100 R + 10 G + B of 1000 for 3
-    channels, whose confidence is the least confident channel's."""
+def channels_as_images(images):
+    """[N, H, W, C] single- or three-channel images -> [N * C, H, W, 1], each channel an image of its own."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must be [N, H, W, 1] (digits) or [N, H, W, 3] (Stacked MNIST), "
                          f"got shape {images.shape}")
-    channels = images.shape[-1]
-    per_channel = np.moveaxis(images, -1, 1).reshape(-1, *images.shape[1:3], 1)
-    digits, confidences = classify_digits(classifier, per_channel, batch_size=batch_size)
+    return np.moveaxis(images, -1, 1).reshape(-1, *images.shape[1:3], 1)
+
+
+def modes_of_channel_predictions(digits, confidences, channels):
+    """Mode ids, number of modes and confidences from the digits and probabilities of every channel [N * C]:
+    the digit for 1 channel; 100 R + 10 G + B of 1000 for 3 channels, whose confidence is the least confident
+    channel's."""
     place_values = NUM_DIGITS ** np.arange(channels - 1, -1, -1)
-    return (digits.reshape(-1, channels) @ place_values, NUM_DIGITS ** channels,
-            confidences.reshape(-1, channels).min(axis=1))
+    return (np.asarray(digits).reshape(-1, channels) @ place_values, NUM_DIGITS ** channels,
+            np.asarray(confidences).reshape(-1, channels).min(axis=1))
+
+
+def predicted_modes(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):
+    """Mode ids, number of modes and confidences of images [N, H, W, 1 or 3] (see
+    `modes_of_channel_predictions`)."""
+    digits, confidences = classify_digits(classifier, channels_as_images(images), batch_size=batch_size)
+    return modes_of_channel_predictions(digits, confidences, np.shape(images)[-1])
 
 
 def coverage_of_images(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):

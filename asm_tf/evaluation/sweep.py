@@ -81,6 +81,14 @@ def modes_metric(*, classifier, classifier_path, batch_size=modes_lib.DEFAULT_BA
                   config={"classifier": classifier_path}, also_shown=("kl_to_uniform", "confident_fraction"))
 
 
+def fdd_metric(*, quality, config):
+    """FDD, KID, precision/recall and classes of digit images (`digit_quality.DigitQuality`), with the floor
+    and blur yardsticks at the same sample count; `config` names the classifier and the reference."""
+    return Metric(name="fdd", key="fdd", lower_is_better=True, evaluate=quality.evaluate, config=config,
+                  also_shown=("fdd_floor", "blur_equivalent_px", "kid", "precision", "recall", "kl_to_uniform",
+                              "confident_fraction"))
+
+
 def toy2d_metric(*, real_points, description):
     """Nearest-neighbour distances to `real_points` (described by `description`, e.g. dataset and seed)."""
     def evaluate(points):
@@ -244,8 +252,12 @@ def describe(report, metric):
     if "error" in report:
         return f"not sampled: {report['error']}"
     keys = (metric.key, *metric.also_shown)
-    return "; ".join(f"{output} " + ", ".join(f"{key} {numbers[key]:.6g}" for key in keys)
+    return "; ".join(f"{output} " + ", ".join(f"{key} {_number(numbers[key])}" for key in keys)
                      for output, numbers in report["results"].items())
+
+
+def _number(value):
+    return "n/a" if value is None else f"{value:.6g}"
 
 
 def best_reports(reports, metric):
