@@ -105,13 +105,15 @@ def test_blurred_real_digits_sit_on_their_place_of_the_ladder(quality):
     # other training digits than the yardsticks', blurred by 0.75 px
     others = np.random.default_rng(9).permutation(len(train))[:300]
     blurred = quality.evaluate(digit_quality.blur(train[others], 0.75))
-    assert 0.6 < blurred["blur_equivalent_px"] < 0.9
+    assert 0.6 < blurred["blur_equivalent_px"] < 0.9 and 0.6 < blurred["sharpness_blur_px"] < 0.9
+    assert blurred["sharpness"] < yardsticks["blur_0.5"]["sharpness"] < yardsticks["floor"]["sharpness"]
     assert blurred["fdd_floor"] == yardsticks["floor"]["fdd"] and blurred["num_images"] == 300
     assert blurred["recall"] < yardsticks["floor"]["recall"]
     sharp = quality.evaluate(train[others])
     assert sharp["blur_equivalent_px"] < 0.5 and sharp["fdd"] < blurred["fdd"] / 2
     noise = np.random.default_rng(0).uniform(size=(300, 16, 16, 1)).astype(np.float32)
-    assert quality.evaluate(noise)["blur_equivalent_px"] is None
+    noisy = quality.evaluate(noise)
+    assert noisy["blur_equivalent_px"] is None and noisy["sharpness"] > 5 and noisy["sharpness_blur_px"] == 0.0
 
 
 def test_asm_eval_fdd_of_stored_samples_reports_the_floor(tmp_path):

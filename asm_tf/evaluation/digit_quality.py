@@ -12,6 +12,10 @@ by few images, and what is "good" depends on the feature space. Every evaluation
 measured with the same number of images: the floor (real training images against the reference) and the
 blur ladder (the same training images blurred by a Gaussian of BLUR_LADDER pixels), and
 `blur_equivalent_px`: the blur of real digits whose FDD equals the samples' (0 at or below the floor).
+
+A second view of blur that no trained network enters: `gradient_energy`, the mean squared difference of
+neighbouring pixels, as a ratio to the reference images' (`sharpness`: below 1 blurrier than real digits, above
+1 noisier), and `sharpness_blur_px`, the blur of real digits with the same gradient energy.
 """
 
 import dataclasses
@@ -43,6 +47,13 @@ def blur_equivalent(fdd, ladder):
         if v0 < fdd <= v1:
             return float(p0 + (p1 - p0) * (fdd - v0) / (v1 - v0))
     return None
+
+
+def gradient_energy(images):
+    """Mean squared difference between horizontally and vertically neighbouring pixels, of images in [0, 1]
+    or uint8 (quantised as PNGs store them)."""
+    pixels = fid.to_uint8(images).astype(np.float64) / 255.0
+    return float(np.mean(np.square(np.diff(pixels, axis=1))) + np.mean(np.square(np.diff(pixels, axis=2))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +129,7 @@ class DigitQuality:
         # ReLU units that no real image activates carry nothing and make every covariance singular.
         self.alive = np.any(reference != 0, axis=0) | np.any(floor != 0, axis=0)
         self._reference = reference[:, self.alive]
+        self._reference_energy = gradient_energy(self.reference_images)
         self._yardsticks = {}
 
     def features(self, images):
@@ -135,14 +147,15 @@ class DigitQuality:
             real = self.floor_images[chosen]
             entries = {"floor": real, **{f"blur_{px:g}": blur(real, px) for px in BLUR_LADDER}}
             self._yardsticks[count] = {
-                name: {**compare_features(self.features(images).features, self._reference), "num_images": count}
+                name: {**compare_features(self.features(images).features, self._reference), "num_images": count,
+                       "sharpness": gradient_energy(images) / self._reference_energy}
                 for name, images in entries.items()}
         return self._yardsticks[count]
 
     def evaluate(self, images):
         """A JSON-ready dict: fdd, kid, kid_se, precision, recall, the mode coverage numbers, fdd_floor,
-        blur_equivalent_px (None: blurrier than the ladder's last point), and the yardsticks at this sample
-        count."""
+        blur_equivalent_px (None: blurrier than the ladder's last point), sharpness and sharpness_blur_px, and
+        the yardsticks at this sample count."""
         generated = self.features(images)
         if not np.all(np.isfinite(generated.features)):
             raise ValueError("the classifier's features of these images are not finite")
@@ -150,8 +163,12 @@ class DigitQuality:
         numbers = compare_features(generated.features, self._reference)
         coverage = modes.mode_coverage(generated.mode_ids, num_modes=generated.num_modes,
                                        confidences=generated.confidences)
-        ladder = [(0.0, yardsticks["floor"]["fdd"])] + [(px, yardsticks[f"blur_{px:g}"]["fdd"])
-                                                        for px in BLUR_LADDER]
+        steps = [("floor", 0.0)] + [(f"blur_{px:g}", px) for px in BLUR_LADDER]
+        sharpness = gradient_energy(images) / self._reference_energy
         return {**numbers, **coverage.summary(), "fdd_floor": yardsticks["floor"]["fdd"],
-                "blur_equivalent_px": blur_equivalent(numbers["fdd"], ladder),
+                "blur_equivalent_px": blur_equivalent(numbers["fdd"],
+                                                      [(px, yardsticks[name]["fdd"]) for name, px in steps]),
+                "sharpness": sharpness,
+                "sharpness_blur_px": blur_equivalent(-sharpness,
+                                                     [(px, -yardsticks[name]["sharpness"]) for name, px in steps]),
                 "num_reference": len(self._reference), "yardsticks": yardsticks}

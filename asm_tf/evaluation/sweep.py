@@ -85,8 +85,8 @@ def fdd_metric(*, quality, config):
     """FDD, KID, precision/recall and classes of digit images (`digit_quality.DigitQuality`), with the floor
     and blur yardsticks at the same sample count; `config` names the classifier and the reference."""
     return Metric(name="fdd", key="fdd", lower_is_better=True, evaluate=quality.evaluate, config=config,
-                  also_shown=("fdd_floor", "blur_equivalent_px", "kid", "precision", "recall", "kl_to_uniform",
-                              "confident_fraction"))
+                  also_shown=("fdd_floor", "blur_equivalent_px", "sharpness", "kid", "precision", "recall",
+                              "kl_to_uniform", "confident_fraction"))
 
 
 def toy2d_metric(*, real_points, description):
