@@ -5,9 +5,10 @@
 
 Both samplers run from the run's newest EMA weights with its schedule and n_sigma (`--n_sigma` overrides);
 step sizes default to the run's. The picture shows the first `--show` seeds in four grids; the JSON line
-printed per variant (and written beside the picture) gives modes covered, KL(classes || uniform) and the
-share of images classified with probability >= 0.9 by the bundled digits classifier (single-channel 16x16
-runs; other runs get the picture only).
+printed per variant (and written beside the picture) gives, for runs on the bundled digits, the FDD against
+the held-out digits with its floor and blur equivalent, the pixel sharpness, KID, precision/recall, modes
+covered, KL(classes || uniform) and the share of images classified with probability >= 0.9
+(`asm_tf.evaluation.digit_quality`; other runs get the picture only).
 """
 
 import argparse
@@ -26,7 +27,7 @@ import numpy as np  # noqa: E402
 from asm_tf import run as run_lib  # noqa: E402
 from asm_tf import sampling, summaries  # noqa: E402
 from asm_tf.cli import common  # noqa: E402
-from asm_tf.evaluation import modes  # noqa: E402
+from asm_tf.evaluation import digit_quality, modes  # noqa: E402
 
 
 def sample_both(loaded, seeds, *, cas_step_size, als_step_size, n_sigma, batch_size):
@@ -80,14 +81,16 @@ def main():
     output = args.output or os.path.join(args.workdir, "compare_samplers.png")
     four_panels(results, args.show, output)
     print(f"picture: {output}")
-    shape = tuple(loaded.experiment.data.example_shape)
-    classifier = modes.load_classifier()
-    if shape != tuple(classifier.input_shape[1:]):
+    try:
+        quality = digit_quality.for_data(loaded.experiment.data, modes.load_classifier())
+    except ValueError as error:
+        print(f"no quality numbers: {error}")
         return
     report = {"checkpoint": loaded.step, "num_samples": len(seeds)}
     for name, outputs in results.items():
         for kind, images in zip(("raw", "denoised"), outputs):
-            report[f"{name} {kind}"] = summary = modes.coverage_of_images(classifier, images).summary()
+            numbers = quality.evaluate(images)
+            report[f"{name} {kind}"] = summary = {key: value for key, value in numbers.items() if key != "yardsticks"}
             print(json.dumps({"variant": f"{name} {kind}", **summary}))
     with open(os.path.splitext(output)[0] + ".json", "w") as f:
         json.dump(report, f, indent=1)

@@ -113,12 +113,7 @@ def build_metric(name, source):
         classifier_path = FLAGS.classifier or "bundled digits"
         if name == "modes":
             return sweep.modes_metric(classifier=classifier, classifier_path=classifier_path)
-        if source.labelled_arrays is None:
-            raise common.UserError(f"--metric=fdd needs the held-out images of the data; {source.name} has no "
-                                   "labelled test split (digits and Stacked MNIST have one)")
-        quality = digit_quality.DigitQuality(classifier, source.labelled_arrays("test")[0],
-                                             source.labelled_arrays("train")[0],
-                                             log=lambda message: print(message, flush=True))
+        quality = digit_quality.for_data(source, classifier, log=lambda message: print(message, flush=True))
         return sweep.fdd_metric(quality=quality, config={"classifier": classifier_path,
                                                          "reference": f"{source.name} test split",
                                                          "floor": f"{source.name} train split"})

@@ -172,3 +172,16 @@ class DigitQuality:
                 "sharpness_blur_px": blur_equivalent(-sharpness,
                                                      [(px, -yardsticks[name]["sharpness"]) for name, px in steps]),
                 "num_reference": len(self._reference), "yardsticks": yardsticks}
+
+
+def for_data(source, classifier, log=print):
+    """The DigitQuality of a DataSource against its held-out split ("test"), with its "train" split as the
+    floor; ValueError when the data has no labelled splits or the classifier another image size."""
+    if source.labelled_arrays is None:
+        raise ValueError(f"FDD needs the held-out images of the data; {source.name} has no labelled test split "
+                         "(digits and Stacked MNIST have one)")
+    expected = tuple(classifier.input_shape[1:3])
+    if tuple(source.example_shape[:2]) != expected:
+        raise ValueError(f"the classifier takes {expected} images but the data has {tuple(source.example_shape[:2])}"
+                         "; pass a classifier trained at that size (tools/train_digit_classifier.py)")
+    return DigitQuality(classifier, source.labelled_arrays("test")[0], source.labelled_arrays("train")[0], log=log)
