@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import losses, noise, optimizers, sampling, summaries
+from asm_tf import losses, noise, optimizers, sampling, storage, summaries
 from asm_tf import precision as _precision
 from asm_tf.adversarial import Adversarial  # noqa: F401  (registers it with gin)
 from asm_tf.distribution import STRATEGIES, WorkerSums, make_strategy, workers_of  # noqa: F401  (public here too)
@@ -332,7 +332,7 @@ class Trainer:
             if self.input_manager:
                 path = os.path.join(self.input_manager.directory, f"ckpt-{step}")
                 self.input_manager.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, IndexError) as error:
+        except storage.CHECKPOINT_READ_ERRORS as error:
             return error
         return None
 
@@ -360,8 +360,7 @@ class Trainer:
             if not self._worker_sums([error is not None])[0]:
                 self._saved_step = step
                 return step
-            reason = (f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}" if error
-                      else "another worker could not read it")
+            reason = storage.first_line(error) if error else "another worker could not read it"
             unreadable.append(f"ckpt-{step} ({reason})")
             log(f"warning: cannot restore {self._checkpoint_path(step)} ({reason}); trying the checkpoint before it")
 
