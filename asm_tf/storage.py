@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import socket
 import time
 
@@ -25,6 +26,10 @@ _WRITE_ERRORS = (OSError, tf.errors.OpError)
 
 class StorageError(OSError):
     """A file that could not be written (no space, read-only storage), or a workdir another process holds."""
+
+
+class WorkdirInUse(StorageError):
+    """The workdir's lock is held by another process."""
 
 
 def first_line(error):
@@ -42,7 +47,10 @@ def _write_reason(error):
     """Why a write failed, in a few words: the OS error's text (e.g. 'No space left on device') if known."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    return first_line(error)
+    line = first_line(error)  # TensorFlow's: '<type>: {{function_node ...}} <path>; No space left on device [Op:X]'
+    if isinstance(error, tf.errors.OpError) and "; " in line:
+        line = re.sub(r" \[Op:\w+\].*$", "", line.rsplit("; ", 1)[-1])
+    return line
 
 
 @contextlib.contextmanager
@@ -56,6 +64,18 @@ def writing(path, what):
         raise StorageError(f"cannot write {what} {path} ({_write_reason(error)})") from error
 
 
+def remove_quietly(paths):
+    """Removes files and directory trees, ignoring failures (cleaning up after a failed write)."""
+    for path in paths:
+        try:
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+        except _WRITE_ERRORS:
+            pass
+
+
 def is_remote(path):
     """Whether `path` names remote storage through tf.io.gfile (gs://, s3://, hdfs://...)."""
     return "://" in str(path)
@@ -64,7 +84,7 @@ def is_remote(path):
 class WorkdirLock:
     """An exclusive lock on a workdir for one writer; `with WorkdirLock(workdir, log):` holds it.
 
-    A held lock makes `acquire` raise StorageError naming the holder ("host H, pid P, since T"). The lock is
+    A held lock makes `acquire` raise WorkdirInUse naming the holder ("host H, pid P, since T"). The lock is
     the kernel's flock on WORKDIR/lock (released when the holding process exits, however it dies); the text
     in the file only describes the holder. Remote workdirs and file systems that refuse flock are used
     unlocked, with a warning through `log`.
@@ -90,7 +110,7 @@ class WorkdirLock:
             holder = lock_file.read().strip() or "a process that is starting"
             lock_file.close()
             if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise StorageError(f"{self.workdir} is in use by another asm-train ({holder}): one run has one "
+                raise WorkdirInUse(f"{self.workdir} is in use by another asm-train ({holder}): one run has one "
                                    "writer; stop that process first, or use another --workdir") from None
             self.log(f"warning: cannot lock {self.path} ({_write_reason(error)}): make sure that no other "
                      "asm-train writes to this workdir")

@@ -369,9 +369,10 @@ class Trainer:
         each worker's input position first, then the chief's checkpoint, which commits the step; the other
         workers write theirs to a temporary directory and delete it."""
         if self.input_manager:
-            self.input_manager.save(checkpoint_number=step)
+            with storage.writing(os.path.join(self.input_manager.directory, f"ckpt-{step}"), "checkpoint"):
+                self.input_manager.save(checkpoint_number=step)
         if self.workers.is_chief:
-            self.manager.save(checkpoint_number=step)
+            self._save_or_clean_up(step)
         else:
             scratch = tempfile.mkdtemp(prefix="asm_worker_checkpoint_")
             try:
@@ -379,6 +380,21 @@ class Trainer:
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         self._saved_step = step
+
+    def _save_or_clean_up(self, step):
+        """The chief's save of `step`; if it cannot be written, its partial files are removed (the checkpoints
+        listed before stay as they were) and StorageError names the path."""
+        path = self._checkpoint_path(step)
+        try:
+            with storage.writing(path, "checkpoint"):
+                self.manager.save(checkpoint_number=step)
+        except storage.StorageError as error:
+            previous = tf.train.latest_checkpoint(self.manager.directory)  # what the `checkpoint` file lists
+            if previous != path:  # not committed: remove TF's temporary files and any half-written ones
+                storage.remove_quietly(tf.io.gfile.glob(path + ".*") + tf.io.gfile.glob(path + "_temp*"))
+            raise storage.StorageError(f"{error}; the previous checkpoint ({previous or 'none'}) is intact: make "
+                                       "room or make the directory writable, then run the same command to resume"
+                                       ) from None
 
     # ---------------------------------------------------------------- the loop
     def preview(self, seeds):
@@ -423,8 +439,7 @@ class Trainer:
             log(f"resumed from step {start_step} ({self._checkpoint_path(start_step)})")
         chief = self.workers.is_chief
         progress = log if chief else (lambda _: None)
-        writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) if chief
-                  else tf.summary.create_noop_writer())
+        writer = self._summary_writer() if chief else tf.summary.create_noop_writer()
         metrics, step, tick, tick_step = {}, start_step, time.time(), start_step
         with StopSignals() as signals:
             while step < self.num_steps:
@@ -454,6 +469,11 @@ class Trainer:
         writer.flush()
         self._worker_sums([0])  # no worker leaves (and stops serving collectives) before all have saved
         return metrics
+
+    def _summary_writer(self):
+        directory = os.path.join(self.workdir, "tensorboard")
+        with storage.writing(directory, "TensorBoard events to"):
+            return tf.summary.create_file_writer(directory)
 
     def _interrupt(self, reason, step):
         if self._saved_step != step:
