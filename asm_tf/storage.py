@@ -86,7 +86,8 @@ class WorkdirLock:
 
     A held lock makes `acquire` raise WorkdirInUse naming the holder ("host H, pid P, since T"). The lock is
     the kernel's flock on WORKDIR/lock (released when the holding process exits, however it dies); the text
-    in the file only describes the holder. Remote workdirs and file systems that refuse flock are used
+    in the file only describes the holder; closing it releases the lock, so keep the acquired lock
+    referenced while it should hold. Remote workdirs and file systems that refuse flock are used
     unlocked, with a warning through `log`.
     """
 

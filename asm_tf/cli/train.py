@@ -65,8 +65,8 @@ def main(argv):
     if FLAGS.workdir:
         common.check_workdir_config(FLAGS.workdir, config_text, FLAGS.allow_config_change)
     strategy = training.make_strategy(strategy_name(FLAGS.strategy, FLAGS.dry_run), tpu=FLAGS.tpu)
-    if FLAGS.workdir and not FLAGS.dry_run and training.workers_of(strategy).is_chief:
-        storage.WorkdirLock(FLAGS.workdir).acquire()  # one writer per run; released when this process ends
+    one_writer = FLAGS.workdir and not FLAGS.dry_run and training.workers_of(strategy).is_chief
+    lock = storage.WorkdirLock(FLAGS.workdir).acquire() if one_writer else None  # held while referenced
     trainer = training.Trainer(FLAGS.workdir or tempfile.mkdtemp(prefix="asm_dry_run_"), strategy)
     chief = trainer.workers.is_chief
     if chief:
@@ -94,6 +94,8 @@ def main(argv):
     if chief:
         print(f"done: checkpoints in {trainer.manager.directory}; "
               f"tensorboard --logdir {FLAGS.workdir}/tensorboard", flush=True)
+    if lock:
+        lock.release()
 
 
 def run():
