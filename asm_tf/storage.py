@@ -47,10 +47,10 @@ def _write_reason(error):
     """Why a write failed, in a few words: the OS error's text (e.g. 'No space left on device') if known."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    line = first_line(error)  # TensorFlow's: '<type>: {{function_node ...}} <path>; No space left on device [Op:X]'
-    if isinstance(error, tf.errors.OpError) and "; " in line:
-        line = re.sub(r" \[Op:\w+\].*$", "", line.rsplit("; ", 1)[-1])
-    return line
+    text = str(getattr(error, "message", None) or error).strip()
+    if isinstance(error, tf.errors.OpError) and "; " in text:  # '{{function_node ...}} PATH; REASON [Op:X]'
+        return re.sub(r" \[Op:\w+\].*$", "", text.splitlines()[0].rsplit("; ", 1)[-1])[:300]
+    return first_line(error)
 
 
 @contextlib.contextmanager
