@@ -85,10 +85,10 @@ class WorkdirLock:
     """An exclusive lock on a workdir for one writer; `with WorkdirLock(workdir, log):` holds it.
 
     A held lock makes `acquire` raise WorkdirInUse naming the holder ("host H, pid P, since T"). The lock is
-    the kernel's flock on WORKDIR/lock (released when the holding process exits, however it dies); the text
-    in the file only describes the holder; closing it releases the lock, so keep the acquired lock
-    referenced while it should hold. Remote workdirs and file systems that refuse flock are used
-    unlocked, with a warning through `log`.
+    the kernel's flock on WORKDIR/lock, released when its file is closed: by `release`, when the lock object
+    is garbage-collected (keep it referenced while it should hold) or when the process ends, however it
+    dies. The text in the file only describes the holder. Remote workdirs and file systems that refuse
+    flock are used unlocked, with a warning through `log`.
     """
 
     def __init__(self, workdir, log=print):
