@@ -7,6 +7,9 @@ Faults it survives:
   index and then rewriting the `checkpoint` list, so a crash during a save leaves the previous checkpoint
   listed and whole. A checkpoint that cannot be read (truncated, corrupt) is reported and the one before
   it restored instead.
+- Full or read-only storage: a checkpoint (or the TensorBoard writer) that cannot be written raises
+  storage.StorageError naming its path; the checkpoint's partial files are removed and the previous one
+  stays listed and whole.
 - Non-finite values: every update is applied only if its loss and its summed gradients are finite; a
   non-finite one stops training (FloatingPointError naming the step and the quantities) or, with
   nonfinite='skip', is skipped and counted.
