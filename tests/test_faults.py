@@ -213,8 +213,9 @@ def test_one_writer_per_run_and_a_run_killed_with_sigkill_resumes_from_its_last_
             trainer_pid = int(f.read().split()[0])  # the python process that `timeout` runs
         second = subprocess.run(train + ["--gin_bindings", "Trainer.num_steps = 1000000"], env=env,
                                 capture_output=True, text=True, timeout=120)
-        os.killpg(process.pid, signal.SIGKILL)  # the python process and its timeout wrapper
     finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the python process and its timeout wrapper
         process.wait(timeout=30)
     errors = [line for line in second.stderr.splitlines() if line.startswith("asm-train")]
     assert second.returncode == 2 and len(errors) == 1, second.stderr[-2000:]
