@@ -7,6 +7,9 @@ Faults it survives:
   index and then rewriting the `checkpoint` list, so a crash during a save leaves the previous checkpoint
   listed and whole. A checkpoint that cannot be read (truncated, corrupt) is reported and the one before
   it restored instead.
+- Full or read-only storage: a checkpoint (or the TensorBoard writer) that cannot be written raises
+  storage.StorageError naming its path; the checkpoint's partial files are removed and the previous one
+  stays listed and whole.
 - Non-finite values: every update is applied only if its loss and its summed gradients are finite; a
   non-finite one stops training (FloatingPointError naming the step and the quantities) or, with
   nonfinite='skip', is skipped and counted.
@@ -29,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import losses, noise, optimizers, sampling, summaries
+from asm_tf import losses, noise, optimizers, sampling, storage, summaries
 from asm_tf import precision as _precision
 from asm_tf.adversarial import Adversarial  # noqa: F401  (registers it with gin)
 from asm_tf.distribution import STRATEGIES, WorkerSums, make_strategy, workers_of  # noqa: F401  (public here too)
@@ -332,7 +335,7 @@ class Trainer:
             if self.input_manager:
                 path = os.path.join(self.input_manager.directory, f"ckpt-{step}")
                 self.input_manager.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, IndexError) as error:
+        except storage.CHECKPOINT_READ_ERRORS as error:
             return error
         return None
 
@@ -360,8 +363,7 @@ class Trainer:
             if not self._worker_sums([error is not None])[0]:
                 self._saved_step = step
                 return step
-            reason = (f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}" if error
-                      else "another worker could not read it")
+            reason = storage.first_line(error) if error else "another worker could not read it"
             unreadable.append(f"ckpt-{step} ({reason})")
             log(f"warning: cannot restore {self._checkpoint_path(step)} ({reason}); trying the checkpoint before it")
 
@@ -370,9 +372,10 @@ class Trainer:
         each worker's input position first, then the chief's checkpoint, which commits the step; the other
         workers write theirs to a temporary directory and delete it."""
         if self.input_manager:
-            self.input_manager.save(checkpoint_number=step)
+            with storage.writing(os.path.join(self.input_manager.directory, f"ckpt-{step}"), "checkpoint"):
+                self.input_manager.save(checkpoint_number=step)
         if self.workers.is_chief:
-            self.manager.save(checkpoint_number=step)
+            self._save_or_clean_up(step)
         else:
             scratch = tempfile.mkdtemp(prefix="asm_worker_checkpoint_")
             try:
@@ -380,6 +383,21 @@ class Trainer:
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         self._saved_step = step
+
+    def _save_or_clean_up(self, step):
+        """The chief's save of `step`; if it cannot be written, its partial files are removed (the checkpoints
+        listed before stay as they were) and StorageError names the path."""
+        path = self._checkpoint_path(step)
+        try:
+            with storage.writing(path, "checkpoint"):
+                self.manager.save(checkpoint_number=step)
+        except storage.StorageError as error:
+            previous = tf.train.latest_checkpoint(self.manager.directory)  # what the `checkpoint` file lists
+            if previous != path:  # not committed: remove TF's temporary files and any half-written ones
+                storage.remove_quietly(tf.io.gfile.glob(path + ".*") + tf.io.gfile.glob(path + "_temp*"))
+            raise storage.StorageError(f"{error}; the previous checkpoint ({previous or 'none'}) is intact: make "
+                                       "room or make the directory writable, then run the same command to resume"
+                                       ) from None
 
     # ---------------------------------------------------------------- the loop
     def preview(self, seeds):
@@ -424,8 +442,7 @@ class Trainer:
             log(f"resumed from step {start_step} ({self._checkpoint_path(start_step)})")
         chief = self.workers.is_chief
         progress = log if chief else (lambda _: None)
-        writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) if chief
-                  else tf.summary.create_noop_writer())
+        writer = self._summary_writer() if chief else tf.summary.create_noop_writer()
         metrics, step, tick, tick_step = {}, start_step, time.time(), start_step
         with StopSignals() as signals:
             while step < self.num_steps:
@@ -455,6 +472,11 @@ class Trainer:
         writer.flush()
         self._worker_sums([0])  # no worker leaves (and stops serving collectives) before all have saved
         return metrics
+
+    def _summary_writer(self):
+        directory = os.path.join(self.workdir, "tensorboard")
+        with storage.writing(directory, "TensorBoard events to"):
+            return tf.summary.create_file_writer(directory)
 
     def _interrupt(self, reason, step):
         if self._saved_step != step:

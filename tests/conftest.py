@@ -1,6 +1,7 @@
 """Test set-up: two logical CPU devices so that MirroredStrategy runs with two replicas."""
 
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -119,3 +120,50 @@ def check_mixed_precision():
         assert error < 0.05 * np.abs(reference).max()
 
     return check
+
+
+class StorageFaults:
+    """Real storage faults for tests, undone afterwards: a small tmpfs that can be filled up, and read-only
+    bind mounts. Tests that need them are skipped where mounting is not allowed (not root)."""
+
+    def __init__(self):
+        self.mounts = []
+
+    def _mount(self, *args, target):
+        result = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount here (tests need root for real storage faults): {result.stderr.strip()}")
+        self.mounts.append(str(target))
+
+    def tmpfs(self, directory, size):
+        """Mounts a tmpfs of `size` (e.g. '2m') at `directory` (created); returns the directory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", target=directory)
+        return directory
+
+    def fill(self, directory):
+        """Fills the file system of `directory` with a file until no space is left."""
+        with open(os.path.join(directory, "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    def read_only(self, directory):
+        """Makes `directory` read-only (also for root) with a read-only bind mount onto itself."""
+        self._mount("--bind", str(directory), target=directory)
+        self._mount("-o", "remount,bind,ro", target=directory)
+        self.mounts.pop()  # the same mount point, unmounted once
+
+    def undo(self):
+        while self.mounts:
+            subprocess.run(["umount", "-l", self.mounts.pop()], check=True)
+
+
+@pytest.fixture
+def storage_faults():
+    faults = StorageFaults()
+    yield faults
+    faults.undo()

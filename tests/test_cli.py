@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -104,6 +105,35 @@ def test_a_workdir_of_another_config_is_refused_and_left_alone(workdir):
     assert "--allow_config_change" in error_line(result)
     assert open(os.path.join(workdir, "config.gin")).read() == config
     assert "ckpt-20.index" in os.listdir(os.path.join(workdir, "checkpoints"))
+
+
+@pytest.fixture(scope="module")
+def damaged(workdir, tmp_path_factory):
+    """A copy of the run whose newest checkpoint (step 20) has lost the second half of its data file."""
+    path = str(tmp_path_factory.mktemp("damaged") / "run")
+    shutil.copytree(workdir, path)
+    data = os.path.join(path, "checkpoints", "ckpt-20.data-00000-of-00001")
+    os.truncate(data, os.path.getsize(data) // 2)
+    return path
+
+
+@pytest.mark.parametrize("module,args", [
+    ("sample", ["--seeds", "0-3"]),
+    ("export", ["--export_dir", "{tmp}/export"]),
+    ("evaluate", ["--metric", "toy2d", "--num_samples", "20", "--num_real", "100", "--output_dir", "{tmp}/eval"]),
+])
+def test_every_command_passes_over_a_damaged_newest_checkpoint_with_a_warning(damaged, tmp_path, module, args):
+    result = run(module, "--workdir", damaged, *[arg.format(tmp=tmp_path) for arg in args])
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    damaged_file = os.path.join(damaged, "checkpoints", "ckpt-20")
+    assert (f"warning: cannot read checkpoint {damaged_file} (IndexError: Read less bytes than requested); "
+            f"using the checkpoint before it, {damaged_file[:-2]}10") in result.stdout
+
+
+def test_a_damaged_checkpoint_named_explicitly_is_a_one_line_error(damaged):
+    line = error_line(run("sample", "--workdir", damaged, "--checkpoint", "20"))
+    assert line == (f"asm-sample: error: cannot read checkpoint {damaged}/checkpoints/ckpt-20 (IndexError: Read "
+                    "less bytes than requested): choose another checkpoint (steps [10])")
 
 
 @pytest.mark.parametrize("text,seeds", [("0-3", [0, 1, 2, 3]), ("7", [7]), ("1,3-4, 9", [1, 3, 4, 9])])

@@ -1,8 +1,11 @@
 """asm-export end to end: a tiny image run exported once, then loaded in a fresh process that imports only
 TensorFlow, with the session loader TF Serving uses and with tf.saved_model.load."""
 
+import glob
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +23,7 @@ from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.score import ScoreModel
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 3)
 MAX_IMAGES = 6
 STEP = 7
@@ -285,6 +289,45 @@ def test_versions_are_never_overwritten(tmp_path):
         export.choose_version(base, 4)
     with pytest.raises(FileExistsError, match="never overwritten"):
         export.save(None, None, None, None, os.path.join(base, "4"))
+
+
+def load_test_tool():
+    spec = importlib.util.spec_from_file_location("tool_load_test", os.path.join(REPO, "tools", "load_test.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_served_model_under_concurrent_load_with_bad_requests_mixed_in(exported):
+    # 4 clients share one session of the TF1 loader; 8 of the 32 requests are bad (too many images, a CAS step
+    # size out of bounds); the whole list is sent twice to see whether memory grows.
+    reports = load_test_tool().load_test(exported["path"], clients=[4], requests=32, images=3, bad_every=4,
+                                         rounds=2)
+    for report in reports:
+        assert (report["ok"], report["rejected"], report["mismatches"], report["failed"]) == (24, 8, 0, 0), report
+    assert reports[1]["rss_mb"] - reports[0]["rss_mb"] < 10, reports
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_an_export_that_cannot_be_written_stops_naming_it_and_keeps_every_version(exported, workdir, tmp_path,
+                                                                                fault, storage_faults):
+    export_dir = storage_faults.tmpfs(tmp_path / "disk", "4m")
+    shutil.copytree(os.path.dirname(exported["path"]), export_dir / "tiny")  # version 1
+    before = {path: open(path, "rb").read() for path in glob.glob(f"{export_dir}/tiny/1/**", recursive=True)
+              if os.path.isfile(path)}
+    if fault == "full":
+        storage_faults.fill(export_dir)
+    else:
+        storage_faults.read_only(export_dir / "tiny")
+    result = subprocess.run([sys.executable, "-m", "asm_tf.cli.export", "--workdir", workdir, "--export_dir",
+                             str(export_dir)], capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    reason = "No space left on device" if fault == "full" else "Read-only file system"
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (f"asm-export: error: cannot write export {export_dir}/tiny/2 "
+                                                      f"({reason}); the versions before it ([1]) are untouched")
+    assert os.listdir(export_dir / "tiny") == ["1"]  # no partial directory left
+    assert {path: open(path, "rb").read() for path in before} == before
 
 
 @pytest.mark.parametrize("data_std", [None, 0.5])  # the paper's parametrization and EDM's preconditioning

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -18,7 +19,6 @@ from asm_tf.cli import common
 from asm_tf.data import toy2d
 from asm_tf.experiment import Experiment
 from asm_tf.models.mlp import ToyMLP
-from asm_tf.run import parse_run_config
 from asm_tf.sigmas import NoiseSchedule
 from asm_tf.training import Trainer
 
@@ -97,6 +97,29 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
         make_trainer(tmp_path, num_steps=3).train(log=quiet)
 
 
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_checkpoint_that_cannot_be_written_stops_naming_it_and_loses_nothing(tmp_path, fault, storage_faults):
+    workdir = storage_faults.tmpfs(tmp_path / "disk", "2m") / "run"
+    make_trainer(workdir, num_steps=3).train(log=quiet)
+    before = {name: open(workdir / "checkpoints" / name, "rb").read() for name in os.listdir(workdir / "checkpoints")}
+    trainer = make_trainer(workdir, num_steps=6)
+    if fault == "full":  # after the TensorBoard writer exists: the step-6 checkpoint is the write that fails
+        log = lambda line: line.startswith("step 4/") and storage_faults.fill(workdir.parent)
+        reason = "No space left on device"
+    else:
+        storage_faults.read_only(workdir / "checkpoints")
+        log, reason = quiet, "Read-only file system"
+    with pytest.raises(OSError) as failed:  # asm_tf.storage.StorageError
+        trainer.train(log=log)
+    assert str(failed.value) == (
+        f"cannot write checkpoint {workdir}/checkpoints/ckpt-6 ({reason}); the previous checkpoint "
+        f"({workdir}/checkpoints/ckpt-3) is intact: make room or make the directory writable, then run the same "
+        "command to resume")
+    assert sorted(os.listdir(workdir / "checkpoints")) == sorted(before)  # no partial ckpt-6 left, ckpt-3 listed
+    assert {name: open(workdir / "checkpoints" / name, "rb").read() for name in before} == before
+    assert make_trainer(workdir, num_steps=3).restore(quiet) == 3
+
+
 def poisoned(source, batch_index):
     """The source with a NaN in the first example of batch number `batch_index` (0-based) of its stream."""
     def make_dataset(batch_size, seed, shard=(0, 1)):
@@ -169,31 +192,44 @@ def test_xla_on_each_replica_trains_like_the_plain_graph(tmp_path, mirrored):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, clean_gin):
+def test_one_writer_per_run_and_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, clean_gin):
     workdir = str(tmp_path / "run")
     args = ["--gin_file", os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin"), "--workdir", workdir,
             "--strategy", "default"]
     for binding in ["ToyMLP.hidden = 16", "toy2d.pool_size = 1024", "Trainer.batch_size = 16",
                     "Trainer.steps_per_call = 5", "Trainer.log_every = 5", "Trainer.checkpoint_every = 10",
-                    "Trainer.sample_every = 0", "Trainer.num_steps = 1000000"]:
+                    "Trainer.sample_every = 0"]:
         args += ["--gin_bindings", binding]
-    process = subprocess.Popen(["timeout", "-k", "10", "180", sys.executable, "-m", "asm_tf.cli.train", *args],
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    train = [sys.executable, "-m", "asm_tf.cli.train", *args]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(["timeout", "-k", "10", "180", *train, "--gin_bindings", "Trainer.num_steps = 1000000"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
     try:
         for line in process.stdout:
             if line.startswith("step 35/"):
                 break
-        os.killpg(process.pid, signal.SIGKILL)  # the python process and its timeout wrapper
+        with open(f"/proc/{process.pid}/task/{process.pid}/children") as f:
+            trainer_pid = int(f.read().split()[0])  # the python process that `timeout` runs
+        second = subprocess.run(train + ["--gin_bindings", "Trainer.num_steps = 1000000"], env=env,
+                                capture_output=True, text=True, timeout=120)
     finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the python process and its timeout wrapper
         process.wait(timeout=30)
+    errors = [line for line in second.stderr.splitlines() if line.startswith("asm-train")]
+    assert second.returncode == 2 and len(errors) == 1, second.stderr[-2000:]
+    assert errors[0].startswith(f"asm-train: error: {workdir} is in use by another asm-train (host "
+                                f"{socket.gethostname()}, pid {trainer_pid}, since ")
+    assert not [line for line in second.stdout.splitlines() if line.startswith("step ")]  # it never trained
     last = int(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).rsplit("-", 1)[1])
     assert last >= 30
-    parse_run_config(workdir)
-    messages = []
-    resumed = Trainer(workdir, num_steps=last + 5)
-    resumed.train(log=messages.append)
-    assert messages[0].startswith(f"resumed from step {last} ") and int(resumed.step.numpy()) == last + 5
+    # The killed trainer's lock file is still there, naming it; the kernel released its lock.
+    assert f"pid {trainer_pid}," in open(os.path.join(workdir, "lock")).read()
+    resumed = subprocess.run(train + ["--gin_bindings", f"Trainer.num_steps = {last + 5}", "--allow_config_change"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from step {last} " in resumed.stdout and f"step {last + 5}/{last + 5}" in resumed.stdout
 
 
 def test_config_changes_are_listed_and_refused_unless_allowed(tmp_path, capsys):

@@ -7,6 +7,7 @@ import sys
 import gin
 from absl import logging
 
+from asm_tf import storage
 from asm_tf.experiment import CONFIG_FILE
 
 
@@ -15,14 +16,16 @@ class UserError(Exception):
 
 
 def main_with_errors(program, main):
-    """Wraps an absl main so that UserError (and file/config errors) exit with one line on stderr."""
+    """Wraps an absl main so that UserError (and file/config errors) exit with one line on stderr: status 2,
+    or 1 for a failed write (no space, read-only storage)."""
     def wrapped(argv):
         try:
             return main(argv)
-        except (UserError, FileNotFoundError, ValueError) as error:
+        except (UserError, FileNotFoundError, ValueError, storage.StorageError) as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             print(f"{program}: error: {message}", file=sys.stderr)
-            sys.exit(2)
+            failed_write = isinstance(error, storage.StorageError) and not isinstance(error, storage.WorkdirInUse)
+            sys.exit(1 if failed_write else 2)
     return wrapped
 
 

@@ -126,10 +126,11 @@ def build_metric(name, source):
                             batch_size=FLAGS.feature_batch_size)
 
 
-def checkpoint_loader(workdir, settings, seeds):
-    """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep."""
+def checkpoint_loader(workdir, settings, seeds, loaded_runs=None):
+    """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep (`loaded_runs`: {step:
+    LoadedRun} already loaded)."""
     def load_checkpoint(step):
-        loaded = run_lib.load_run(workdir, step)
+        loaded = (loaded_runs or {}).get(step) or run_lib.load_run(workdir, step)
 
         def sample(step_size):
             step_settings = dataclasses.replace(settings, step_size=step_size)
@@ -171,10 +172,16 @@ def run_sweep_mode():
     seeds = seeds_from_flags()
     run_lib.parse_run_config(FLAGS.workdir)
     settings = sampler_settings()
-    checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
+    loaded_runs = {}
+    if FLAGS.checkpoints == "latest":  # the newest readable one: a damaged newer one is reported and passed over
+        loaded = run_lib.load_run(FLAGS.workdir, log=lambda message: print(message, flush=True))
+        loaded_runs[loaded.step] = loaded
+        checkpoints = [loaded.step]
+    else:
+        checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
     step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes or repr(settings.step_size))
     run_and_report(settings=settings, seeds=seeds, checkpoints=checkpoints, step_sizes=step_sizes,
-                   load_checkpoint=checkpoint_loader(FLAGS.workdir, settings, seeds))
+                   load_checkpoint=checkpoint_loader(FLAGS.workdir, settings, seeds, loaded_runs))
 
 
 SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "sampler", "n_sigma")

@@ -10,7 +10,7 @@ from absl import app, flags, logging
 
 from asm_tf import export
 from asm_tf import run as run_lib
-from asm_tf import sampling
+from asm_tf import sampling, storage
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -79,12 +79,16 @@ def main(argv):
     partial = os.path.join(base, f".partial-{os.path.basename(final)}-{os.getpid()}")  # not a version to TF Serving
     print(f"exporting step {loaded.step} ({loaded.checkpoint}) with serving settings {settings}", flush=True)
     try:
-        export.save(loaded.score_model, experiment.schedule, experiment.data, settings, partial,
-                    max_images=FLAGS.max_images)
-        write_info(partial, loaded, settings)
-        if os.path.exists(final):
-            raise common.UserError(f"{final} appeared while exporting and is never overwritten: export again")
-        os.rename(partial, final)
+        with storage.writing(final, "export"):
+            export.save(loaded.score_model, experiment.schedule, experiment.data, settings, partial,
+                        max_images=FLAGS.max_images)
+            write_info(partial, loaded, settings)
+            if os.path.exists(final):
+                raise common.UserError(f"{final} appeared while exporting and is never overwritten: export again")
+            os.rename(partial, final)
+    except storage.StorageError as error:
+        raise storage.StorageError(f"{error}; the versions before it ({export.existing_versions(base) or 'none'}) "
+                                   "are untouched") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     print(f"wrote {final} (signatures: {', '.join(export.SIGNATURES)})", flush=True)

@@ -1,10 +1,12 @@
 """asm-train: train a score network (optionally adversarially) from gin files; running again resumes.
 
 Exit status: 0 when training finished, 75 when a signal (SIGTERM, SIGINT) stopped it after saving a
-checkpoint (run the same command to resume), 1 when a non-finite loss or gradient stopped it, 2 for a
-mistake in the command line or the configuration.
+checkpoint (run the same command to resume), 1 when a non-finite loss or gradient stopped it or a file could
+not be written (no space, read-only storage), 2 for a mistake in the command line or the configuration or a
+workdir that another asm-train holds.
 """
 
+import os
 import sys
 import tempfile
 
@@ -12,8 +14,9 @@ import gin
 import tensorflow as tf
 from absl import app, flags
 
-from asm_tf import distribution, preemption, training
+from asm_tf import distribution, preemption, storage, training
 from asm_tf.cli import common
+from asm_tf.experiment import CONFIG_FILE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin configuration file(s), applied in order.")
@@ -62,6 +65,8 @@ def main(argv):
     if FLAGS.workdir:
         common.check_workdir_config(FLAGS.workdir, config_text, FLAGS.allow_config_change)
     strategy = training.make_strategy(strategy_name(FLAGS.strategy, FLAGS.dry_run), tpu=FLAGS.tpu)
+    one_writer = FLAGS.workdir and not FLAGS.dry_run and training.workers_of(strategy).is_chief
+    lock = storage.WorkdirLock(FLAGS.workdir).acquire() if one_writer else None  # held while referenced
     trainer = training.Trainer(FLAGS.workdir or tempfile.mkdtemp(prefix="asm_dry_run_"), strategy)
     chief = trainer.workers.is_chief
     if chief:
@@ -76,7 +81,8 @@ def main(argv):
               f"{float(tf.reduce_max(batch)):.3g}]\ndry run: the configuration is valid", flush=True)
         return
     if chief:
-        common.save_config(FLAGS.workdir, config_text)
+        with storage.writing(os.path.join(FLAGS.workdir, CONFIG_FILE), "the configuration"):
+            common.save_config(FLAGS.workdir, config_text)
     try:
         trainer.train(log=lambda line: print(line, flush=True))
     except preemption.TrainingInterrupted as interrupted:
@@ -88,6 +94,8 @@ def main(argv):
     if chief:
         print(f"done: checkpoints in {trainer.manager.directory}; "
               f"tensorboard --logdir {FLAGS.workdir}/tensorboard", flush=True)
+    if lock:
+        lock.release()
 
 
 def run():

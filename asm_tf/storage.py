@@ -1,0 +1,140 @@
+"""Faults of the storage a run lives on: unreadable checkpoints, a second writer, failed writes.
+
+- `CHECKPOINT_READ_ERRORS` and `read_failure` describe a checkpoint that cannot be read (truncated or
+  corrupt files raise IndexError or a tf.errors.OpError); the callers fall back or stop.
+- `WorkdirLock`: one writer per workdir, an exclusive `fcntl.flock` on WORKDIR/lock that the kernel releases
+  when its process dies (so a SIGKILLed trainer leaves no lock behind), with the holder's host and pid in the
+  file for the refusal message. Remote paths (gs://...) and file systems without flock are not locked.
+- `writing(path, what)`: turns a failed write (no space, read-only, permission) into a one-line
+  StorageError naming the path.
+"""
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import socket
+import time
+
+import tensorflow as tf
+
+CHECKPOINT_READ_ERRORS = (tf.errors.OpError, IndexError)
+LOCK_FILE = "lock"
+_WRITE_ERRORS = (OSError, tf.errors.OpError)
+
+
+class StorageError(OSError):
+    """A file that could not be written (no space, read-only storage), or a workdir another process holds."""
+
+
+class WorkdirInUse(StorageError):
+    """The workdir's lock is held by another process."""
+
+
+def first_line(error):
+    """'<type>: <the first line of its message>' (at most 300 characters of it)."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
+
+
+def read_failure(path, error):
+    """One line saying that the checkpoint `path` cannot be read, and why."""
+    return f"cannot read checkpoint {path} ({first_line(error)})"
+
+
+def _write_reason(error):
+    """Why a write failed, in a few words: the OS error's text (e.g. 'No space left on device') if known."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(getattr(error, "message", None) or error).strip()
+    if isinstance(error, tf.errors.OpError) and "; " in text:  # '{{function_node ...}} PATH; REASON [Op:X]'
+        return re.sub(r" \[Op:\w+\].*$", "", text.splitlines()[0].rsplit("; ", 1)[-1])[:300]
+    return first_line(error)
+
+
+@contextlib.contextmanager
+def writing(path, what):
+    """Runs a write of `what` to `path`; a failure becomes StorageError('cannot write WHAT PATH (reason)')."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except _WRITE_ERRORS as error:
+        raise StorageError(f"cannot write {what} {path} ({_write_reason(error)})") from error
+
+
+def remove_quietly(paths):
+    """Removes files and directory trees, ignoring failures (cleaning up after a failed write)."""
+    for path in paths:
+        try:
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+        except _WRITE_ERRORS:
+            pass
+
+
+def is_remote(path):
+    """Whether `path` names remote storage through tf.io.gfile (gs://, s3://, hdfs://...)."""
+    return "://" in str(path)
+
+
+class WorkdirLock:
+    """An exclusive lock on a workdir for one writer; `with WorkdirLock(workdir, log):` holds it.
+
+    A held lock makes `acquire` raise WorkdirInUse naming the holder ("host H, pid P, since T"). The lock is
+    the kernel's flock on WORKDIR/lock, released when its file is closed: by `release`, when the lock object
+    is garbage-collected (keep it referenced while it should hold) or when the process ends, however it
+    dies. The text in the file only describes the holder. Remote workdirs and file systems that refuse
+    flock are used unlocked, with a warning through `log`.
+    """
+
+    def __init__(self, workdir, log=print):
+        self.workdir, self.log = str(workdir), log
+        self.path = os.path.join(self.workdir, LOCK_FILE)
+        self._file = None
+
+    def acquire(self):
+        if is_remote(self.workdir):
+            self.log(f"warning: {self.workdir} is remote storage, where asm-train cannot lock a workdir: make sure "
+                     "that no other asm-train writes to it")
+            return self
+        with writing(self.path, "the lock file"):
+            os.makedirs(self.workdir, exist_ok=True)
+            lock_file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115  (held until release)
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "a process that is starting"
+            lock_file.close()
+            if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise WorkdirInUse(f"{self.workdir} is in use by another asm-train ({holder}): one run has one "
+                                   "writer; stop that process first, or use another --workdir") from None
+            self.log(f"warning: cannot lock {self.path} ({_write_reason(error)}): make sure that no other "
+                     "asm-train writes to this workdir")
+            return self
+        self._file = lock_file
+        try:
+            with writing(self.path, "the lock file"):
+                lock_file.truncate(0)
+                lock_file.write(f"host {socket.gethostname()}, pid {os.getpid()}, since "
+                                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n")
+                lock_file.flush()
+        except StorageError:
+            self.release()
+            raise
+        return self
+
+    def release(self):
+        if self._file is not None:
+            self._file.close()  # closing the last descriptor releases the flock
+            self._file = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
