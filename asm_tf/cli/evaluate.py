@@ -20,7 +20,7 @@ import re
 import gin
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from asm_tf import run as run_lib
 from asm_tf import sampling
@@ -255,7 +255,7 @@ def main(argv):
 
 
 def run():
-    app.run(common.main_with_errors("asm-eval", main))
+    common.run_app("asm-eval", main)
 
 
 if __name__ == "__main__":

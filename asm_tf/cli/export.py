@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 
-from absl import app, flags, logging
+from absl import flags
 
 from asm_tf import export
 from asm_tf import run as run_lib
@@ -63,8 +63,6 @@ def write_info(path, loaded, settings):
 def main(argv):
     if len(argv) > 1:
         raise common.UserError(f"unexpected arguments {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # saving logs a line per signature and shard at INFO
     if not FLAGS.workdir or not FLAGS.export_dir:
         raise common.UserError("give --workdir=DIR (a run trained with asm-train) and --export_dir=EXP")
     if FLAGS.max_images < 1:
@@ -91,7 +89,7 @@ def main(argv):
 
 
 def run():
-    app.run(common.main_with_errors("asm-export", main))
+    common.run_app("asm-export", main)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from asm_tf import run as run_lib
 from asm_tf import sampling, sigmas, summaries
@@ -146,7 +146,7 @@ def main(argv):
 
 
 def run():
-    app.run(common.main_with_errors("asm-sample", main))
+    common.run_app("asm-sample", main)
 
 
 if __name__ == "__main__":
