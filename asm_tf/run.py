@@ -27,13 +27,18 @@ def checkpoint_path(workdir, step=None):
     return path
 
 
-def parse_run_config(workdir):
-    """Loads the gin configuration that a run saved in its workdir."""
+def parse_run_config(workdir, bindings=()):
+    """Loads the gin configuration that a run saved in its workdir, with `bindings` (e.g. a data_dir that
+    moved) applied on top; the saved file is not changed."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir} a workdir written by asm-train?")
     gin.clear_config()
     gin.parse_config_file(path)
+    try:
+        gin.parse_config(list(bindings))
+    except (ValueError, SyntaxError) as error:
+        raise ValueError(f"bad gin binding in {list(bindings)}: {str(error).strip().splitlines()[0]}") from error
 
 
 @dataclasses.dataclass
@@ -44,9 +49,10 @@ class LoadedRun:
     checkpoint: str
 
 
-def load_run(workdir, step=None):
-    """The run's configuration and its EMA score network restored from a checkpoint (the newest by default)."""
-    parse_run_config(workdir)
+def load_run(workdir, step=None, bindings=()):
+    """The run's configuration (`bindings` on top) and its EMA score network restored from a checkpoint (the
+    newest by default)."""
+    parse_run_config(workdir, bindings)
     path = checkpoint_path(workdir, step)
     experiment = Experiment()
     network = experiment.build_score_network()

@@ -31,6 +31,7 @@ from asm_tf.experiment import CHECKPOINT_DIR, Experiment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
+flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
 flags.DEFINE_enum("mode", "sweep", ["sweep", "stats"], "Evaluate samples, or compute the data's FID statistics.")
 flags.DEFINE_enum("metric", None, ["fid", "is", "fdd", "modes", "toy2d"],
                   "Metric (default: toy2d for 2-D points, fid for images). fdd: the Frechet digit distance, KID, "
@@ -134,7 +135,7 @@ def build_metric(name, source):
 def checkpoint_loader(workdir, settings, seeds):
     """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep."""
     def load_checkpoint(step):
-        loaded = run_lib.load_run(workdir, step)
+        loaded = run_lib.load_run(workdir, step, FLAGS.gin_bindings)
 
         def sample(step_size):
             step_settings = dataclasses.replace(settings, step_size=step_size)
@@ -174,7 +175,7 @@ def run_and_report(*, settings, seeds, checkpoints, step_sizes, load_checkpoint)
 
 def run_sweep_mode():
     seeds = seeds_from_flags()
-    run_lib.parse_run_config(FLAGS.workdir)
+    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     settings = sampler_settings()
     checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
     step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes or repr(settings.step_size))
@@ -200,7 +201,7 @@ def run_samples_mode():
         stored = json.load(f)
     with tf.io.gfile.GFile(paths[0], "rb") as f:
         arrays = dict(np.load(f))
-    run_lib.parse_run_config(FLAGS.workdir)
+    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     fields = {field.name for field in dataclasses.fields(sampling.SamplerSettings)}
     settings = sampling.SamplerSettings(**{key: value for key, value in stored.items() if key in fields})
     outputs = (arrays["final"], arrays["denoised"])
@@ -220,7 +221,7 @@ def _unflipped_undequantised_data():
 
 
 def run_stats_mode():
-    run_lib.parse_run_config(FLAGS.workdir)
+    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     source = _unflipped_undequantised_data()
     if source.kind != "image":
         raise common.UserError(f"--mode=stats needs image data; {source.name} holds 2-D points")
