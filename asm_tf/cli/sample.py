@@ -134,6 +134,8 @@ def main(argv):
         raise common.UserError("--trajectory_every must be 0 (off) or positive and --trajectory_images positive, "
                                f"got {FLAGS.trajectory_every} and {FLAGS.trajectory_images}")
     seeds = common.parse_seeds(FLAGS.seeds)
+    if FLAGS.png_dir and len(set(seeds)) < len(seeds):
+        raise common.UserError(f"--png_dir names each image by its seed: --seeds={FLAGS.seeds} repeats a seed")
     parse_step_size(FLAGS.step_size)  # before the slow part
     run = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
     schedule, source = run.experiment.schedule, run.experiment.data
