@@ -21,11 +21,14 @@ _START_UP_INFO = re.compile(rb"WARNING: All log messages before absl::Initialize
 def import_tensorflow_quietly():
     """Imports TensorFlow, dropping the INFO lines its start-up prints whatever TF_CPP_MIN_LOG_LEVEL says
     (unless that is 0); warnings, errors and anything else on stderr are passed on."""
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+    try:
+        saved = None if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" else os.dup(2)
+    except OSError:  # no stderr to filter
+        saved = None
+    if saved is None:
         import tensorflow  # noqa: F401
         return
     sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
