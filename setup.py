@@ -1,9 +1,18 @@
 """asm-tf: adversarial score matching and consistent annealed sampling in TensorFlow 2 / Keras 3."""
 
+import os
+
 import setuptools
 
+# Exactly one TensorFlow distribution per install (two would write into one tensorflow/ folder): the CPU
+# wheel by default, the CUDA build with its NVIDIA wheels when installed with ASM_TF_DEVICE=gpu.
+TENSORFLOW = {"cpu": "tensorflow-cpu==2.21.0", "gpu": "tensorflow[and-cuda]==2.21.0"}
+DEVICE = os.environ.get("ASM_TF_DEVICE", "cpu").strip().lower()
+if DEVICE not in TENSORFLOW:
+    raise SystemExit(f"ASM_TF_DEVICE={DEVICE!r}: use cpu (the default) or gpu")
+
 INSTALL_REQUIRES = [
-    "tensorflow-cpu==2.21.0",
+    TENSORFLOW[DEVICE],
     "keras==3.15.1",
     "tensorboard==2.21.0",
     "tensorflow-datasets==4.9.10",
@@ -30,8 +39,6 @@ setuptools.setup(
     package_data={"asm_tf.evaluation": ["assets/*.keras"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # GPU machines: the CUDA build of the same TensorFlow release (uninstall tensorflow-cpu first).
-        "gpu": ["tensorflow[and-cuda]==2.21.0"],
         "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
     },
     entry_points={

@@ -1,6 +1,9 @@
 """asm-tf: adversarial score matching and consistent annealed sampling (Jolicoeur-Martineau et al., ICLR 2021)."""
 
 import os
+import re
+import sys
+import tempfile
 
 # TensorFlow 2.21's CPU wheel leaves its oneDNN kernels off unless asked; they make the score networks'
 # convolutions about 1.7x faster on x86 CPUs. This takes effect when asm_tf is imported before TensorFlow
@@ -9,3 +12,31 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (set 0 to see them)
 
 __version__ = "0.1.0"
+
+# What TensorFlow's C++ libraries print while loading, before their logging honours TF_CPP_MIN_LOG_LEVEL:
+# absl's banner and INFO lines such as the oneDNN notice (once per library, so twice).
+_START_UP_INFO = re.compile(rb"WARNING: All log messages before absl::InitializeLog\(\)|I\d{4} ")
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow, dropping the INFO lines its start-up prints whatever TF_CPP_MIN_LOG_LEVEL says
+    (unless that is 0); warnings, errors and anything else on stderr are passed on."""
+    try:
+        saved = None if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" else os.dup(2)
+    except OSError:  # no stderr to filter
+        saved = None
+    if saved is None:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401,F811
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not _START_UP_INFO.match(line)]
+            os.write(2, b"".join(kept))

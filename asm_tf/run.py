@@ -64,13 +64,18 @@ def read_checkpoint(checkpoint, workdir, step=None, log=print):
     raise DamagedCheckpointError(f"no readable checkpoint in {workdir}: {'; '.join(failures)}")
 
 
-def parse_run_config(workdir):
-    """Loads the gin configuration that a run saved in its workdir."""
+def parse_run_config(workdir, bindings=()):
+    """Loads the gin configuration that a run saved in its workdir, with `bindings` (e.g. a data_dir that
+    moved) applied on top; the saved file is not changed."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir} a workdir written by asm-train?")
     gin.clear_config()
     gin.parse_config_file(path)
+    try:
+        gin.parse_config(list(bindings))
+    except (ValueError, SyntaxError) as error:
+        raise ValueError(f"bad gin binding in {list(bindings)}: {str(error).strip().splitlines()[0]}") from error
 
 
 @dataclasses.dataclass
@@ -81,10 +86,11 @@ class LoadedRun:
     checkpoint: str
 
 
-def load_run(workdir, step=None, log=print):
-    """The run's configuration and its EMA score network restored from the checkpoint of `step`, or from the
-    newest readable one (a newer unreadable one is reported through `log`); see `read_checkpoint`."""
-    parse_run_config(workdir)
+def load_run(workdir, step=None, bindings=(), log=print):
+    """The run's configuration (`bindings` on top) and its EMA score network restored from the checkpoint of
+    `step`, or from the newest readable one (a newer unreadable one is reported through `log`); see
+    `read_checkpoint`."""
+    parse_run_config(workdir, bindings)
     candidate_paths(workdir, step)  # a missing checkpoint is reported before the network is built
     experiment = Experiment()
     network = experiment.build_score_network()

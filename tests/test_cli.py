@@ -95,6 +95,7 @@ def test_bad_sampling_requests_fail_with_one_line_and_keep_the_run(workdir):
     assert "cannot parse seeds '0-x'" in error_line(run("sample", "--workdir", workdir, "--seeds", "0-x"))
     assert "strictly between" in error_line(run("sample", "--workdir", workdir, "--step_size", "0.5"))
     assert "no checkpoint at step 7" in error_line(run("sample", "--workdir", workdir, "--checkpoint", "7"))
+    assert "repeats a seed" in error_line(run("sample", "--workdir", workdir, "--seeds", "1-3,2", "--png_dir"))
     assert sorted(os.listdir(workdir)) == before
 
 

@@ -352,3 +352,15 @@ def test_a_point_run_exports_points(tmp_path, data_std):
     inpainted = serving["inpaint"](points=tf.constant(known), mask=tf.constant(mask), seeds=seeds)["points"].numpy()
     np.testing.assert_array_equal(inpainted[:, 0], known[:, 0])
     assert np.all(inpainted[:, 1] != 0.0)
+
+
+def test_export_applies_gin_bindings_on_top_of_the_saved_config(workdir, tmp_path):
+    config = open(os.path.join(workdir, "config.gin")).read()
+    result = subprocess.run(
+        [sys.executable, "-m", "asm_tf.cli.export", "--workdir", workdir, "--export_dir", str(tmp_path),
+         "--gin_bindings", "SamplerSettings.step_size = 0.5"], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("asm-export: error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
+    assert "step size 0.5" in errors[0] and "strictly between" in errors[0]  # the bound one, not the run's 0.002
+    assert open(os.path.join(workdir, "config.gin")).read() == config and not os.listdir(tmp_path)

@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from asm_tf import run as run_lib
 from asm_tf import sampling, sigmas
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
@@ -83,3 +85,37 @@ def test_auto_step_size_refuses_another_sampler_with_one_line(workdir):
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "--step_size=auto carries the run's cas step size" in lines[0]
     assert "cannot convert it to als: give a number" in lines[0]
+
+
+@pytest.fixture
+def moved_run(tmp_path):
+    """A run whose image folder has moved since training: (workdir, the binding to the new place)."""
+    workdir = write_run(tmp_path)
+    os.rename(tmp_path / "images", tmp_path / "moved")
+    return workdir, f"image_folder.path = '{tmp_path / 'moved'}'"
+
+
+def test_bindings_apply_on_top_of_the_saved_config_without_changing_it(moved_run):
+    workdir, binding = moved_run
+    config = open(os.path.join(workdir, "config.gin")).read()
+    assert "image folder" in run_lib.load_run(workdir).experiment.data.missing  # sampling needs no data
+    assert run_lib.load_run(workdir, bindings=[binding]).experiment.data.num_examples == 4
+    with pytest.raises(ValueError, match="bad gin binding in \\['NoSuchThing.x = 1'\\]: No configurable matching"):
+        run_lib.parse_run_config(workdir, ["NoSuchThing.x = 1"])
+    gin.clear_config()
+    assert open(os.path.join(workdir, "config.gin")).read() == config
+
+
+def test_png_dir_holds_one_png_per_seed_equal_to_the_arrays(moved_run, tmp_path):
+    workdir, binding = moved_run
+    out = str(tmp_path / "out")
+    result = sample_cli("--workdir", workdir, "--seeds", "3,7-9,1234567", "--batch_size", "3", "--output_dir", out,
+                        "--png_dir", "--gin_bindings", binding)
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples = np.load(os.path.join(out, "samples.npz"))
+    names = ["000003.png", "000007.png", "000008.png", "000009.png", "1234567.png"]
+    for kind in ("final", "denoised"):
+        assert sorted(os.listdir(os.path.join(out, kind))) == names
+        read_back = np.stack([np.asarray(Image.open(os.path.join(out, kind, name))) for name in names])
+        np.testing.assert_array_equal(read_back, samples[kind])
+    assert json.load(open(os.path.join(out, "settings.json")))["gin_bindings"] == [binding]

@@ -272,6 +272,15 @@ def test_asm_eval_of_stored_samples_equals_the_sweep_entry_that_draws_them(toy_r
     assert missing.returncode == 2 and "not an asm-sample output directory" in missing.stderr
 
 
+def test_asm_eval_applies_gin_bindings_on_top_of_the_saved_config(toy_run, tmp_path):
+    config = open(os.path.join(toy_run, "config.gin")).read()
+    result = _cli("evaluate", "--workdir", toy_run, "--checkpoints", "10", "--num_samples", "20", "--num_real", "100",
+                  "--gin_bindings", "SamplerSettings.n_sigma = 2", "--output_dir", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "ckpt10_eps2e-05.json").read_text())["n_sigma"] == 2  # the run's is 10
+    assert open(os.path.join(toy_run, "config.gin")).read() == config
+
+
 def test_asm_eval_stats_of_the_digits_with_a_configured_extractor(fake_extractor_dir, tmp_path):
     workdir = tmp_path / "digits_run"
     workdir.mkdir()

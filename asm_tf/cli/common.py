@@ -5,7 +5,7 @@ import os
 import sys
 
 import gin
-from absl import logging
+from absl import app, flags, logging
 
 from asm_tf import storage
 from asm_tf.experiment import CONFIG_FILE
@@ -15,10 +15,30 @@ class UserError(Exception):
     """A mistake in the command line or the configuration, reported as one line without a traceback."""
 
 
+RUN_BINDINGS_HELP = ("Gin bindings applied on top of the run's saved config.gin (which is not changed), e.g. "
+                     "\"image_folder.path = '/new/place'\" for data that moved.")
+
+
+def run_app(program, main):
+    """Runs the absl `main` of a console script: --help lists its module's flags (absl lists those of the
+    script file, which defines none) and its docstring; errors are one line; absl's and TensorFlow's INFO
+    logging stays off unless --verbosity is given."""
+    module = sys.modules[main.__module__]
+    if module.__name__ != "__main__":  # run as a console script, not with python -m
+        for flag in flags.FLAGS.get_key_flags_for_module(module.__name__) + [flags.FLAGS["verbosity"]]:
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+        sys.modules["__main__"].__doc__ = module.__doc__
+    flags.FLAGS["verbosity"].help = ("Logging verbosity: -1 (the default here) shows warnings and errors; 0 adds "
+                                     "INFO lines (TensorFlow's strategy and checkpoint messages), 1 debug lines.")
+    app.run(main_with_errors(program, main))
+
+
 def main_with_errors(program, main):
     """Wraps an absl main so that UserError (and file/config errors) exit with one line on stderr: status 2,
     or 1 for a failed write (no space, read-only storage)."""
     def wrapped(argv):
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # absl makes it INFO: checkpoint and strategy chatter
         try:
             return main(argv)
         except (UserError, FileNotFoundError, ValueError, storage.StorageError) as error:

@@ -20,7 +20,7 @@ import re
 import gin
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from asm_tf import run as run_lib
 from asm_tf import sampling
@@ -31,6 +31,7 @@ from asm_tf.experiment import CHECKPOINT_DIR, Experiment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
+flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
 flags.DEFINE_enum("mode", "sweep", ["sweep", "stats"], "Evaluate samples, or compute the data's FID statistics.")
 flags.DEFINE_enum("metric", None, ["fid", "is", "fdd", "modes", "toy2d"],
                   "Metric (default: toy2d for 2-D points, fid for images). fdd: the Frechet digit distance, KID, "
@@ -130,7 +131,7 @@ def checkpoint_loader(workdir, settings, seeds, loaded_runs=None):
     """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep (`loaded_runs`: {step:
     LoadedRun} already loaded)."""
     def load_checkpoint(step):
-        loaded = (loaded_runs or {}).get(step) or run_lib.load_run(workdir, step)
+        loaded = (loaded_runs or {}).get(step) or run_lib.load_run(workdir, step, FLAGS.gin_bindings)
 
         def sample(step_size):
             step_settings = dataclasses.replace(settings, step_size=step_size)
@@ -170,11 +171,12 @@ def run_and_report(*, settings, seeds, checkpoints, step_sizes, load_checkpoint)
 
 def run_sweep_mode():
     seeds = seeds_from_flags()
-    run_lib.parse_run_config(FLAGS.workdir)
+    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     settings = sampler_settings()
     loaded_runs = {}
     if FLAGS.checkpoints == "latest":  # the newest readable one: a damaged newer one is reported and passed over
-        loaded = run_lib.load_run(FLAGS.workdir, log=lambda message: print(message, flush=True))
+        loaded = run_lib.load_run(FLAGS.workdir, bindings=FLAGS.gin_bindings,
+                                  log=lambda message: print(message, flush=True))
         loaded_runs[loaded.step] = loaded
         checkpoints = [loaded.step]
     else:
@@ -202,7 +204,7 @@ def run_samples_mode():
         stored = json.load(f)
     with tf.io.gfile.GFile(paths[0], "rb") as f:
         arrays = dict(np.load(f))
-    run_lib.parse_run_config(FLAGS.workdir)
+    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     fields = {field.name for field in dataclasses.fields(sampling.SamplerSettings)}
     settings = sampling.SamplerSettings(**{key: value for key, value in stored.items() if key in fields})
     outputs = (arrays["final"], arrays["denoised"])
@@ -222,7 +224,7 @@ def _unflipped_undequantised_data():
 
 
 def run_stats_mode():
-    run_lib.parse_run_config(FLAGS.workdir)
+    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     source = _unflipped_undequantised_data()
     if source.kind != "image":
         raise common.UserError(f"--mode=stats needs image data; {source.name} holds 2-D points")
@@ -257,7 +259,7 @@ def main(argv):
 
 
 def run():
-    app.run(common.main_with_errors("asm-eval", main))
+    common.run_app("asm-eval", main)
 
 
 if __name__ == "__main__":

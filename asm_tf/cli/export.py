@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 
-from absl import app, flags, logging
+from absl import flags
 
 from asm_tf import export
 from asm_tf import run as run_lib
@@ -19,6 +19,7 @@ flags.DEFINE_string("export_dir", None, "Base directory of exported models; the 
 flags.DEFINE_string("name", None, "Model name, TF Serving's MODEL_NAME (default: the workdir's base name).")
 flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing); never overwritten.")
 flags.DEFINE_integer("checkpoint", None, "Checkpoint step to export (default: the newest).")
+flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
 flags.DEFINE_integer("max_images", 64, "Most examples one request may ask for; larger requests fail.")
 flags.DEFINE_integer("n_sigma", None, "CAS grid refinement of serving_default and inpaint (default: the run's).")
 flags.DEFINE_float("step_size", None, "CAS step size of serving_default and inpaint (default: the run's).")
@@ -54,7 +55,7 @@ def write_info(path, loaded, settings):
     info = {"workdir": os.path.abspath(FLAGS.workdir), "checkpoint": loaded.checkpoint, "step": loaded.step,
             "kind": experiment.data.kind, "example_shape": list(experiment.data.example_shape),
             "schedule": dataclasses.asdict(experiment.schedule), "serving_settings": dataclasses.asdict(settings),
-            "max_images": FLAGS.max_images, "signatures": list(export.SIGNATURES)}
+            "max_images": FLAGS.max_images, "gin_bindings": FLAGS.gin_bindings, "signatures": list(export.SIGNATURES)}
     os.makedirs(os.path.dirname(os.path.join(path, INFO_FILE)), exist_ok=True)
     with open(os.path.join(path, INFO_FILE), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
@@ -63,15 +64,13 @@ def write_info(path, loaded, settings):
 def main(argv):
     if len(argv) > 1:
         raise common.UserError(f"unexpected arguments {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # saving logs a line per signature and shard at INFO
     if not FLAGS.workdir or not FLAGS.export_dir:
         raise common.UserError("give --workdir=DIR (a run trained with asm-train) and --export_dir=EXP")
     if FLAGS.max_images < 1:
         raise common.UserError(f"--max_images must be at least 1, got {FLAGS.max_images}")
     base = os.path.join(FLAGS.export_dir, model_name(FLAGS.name, FLAGS.workdir))
     version_path(base, FLAGS.version)  # fail before the slow part
-    loaded = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    loaded = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
     settings = serving_settings(sampling.SamplerSettings())
     experiment = loaded.experiment
     settings.validate(experiment.schedule)
@@ -95,7 +94,7 @@ def main(argv):
 
 
 def run():
-    app.run(common.main_with_errors("asm-export", main))
+    common.run_app("asm-export", main)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from asm_tf import run as run_lib
 from asm_tf import sampling, sigmas, summaries
@@ -14,6 +14,7 @@ from asm_tf.cli import common
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
 flags.DEFINE_integer("checkpoint", None, "Checkpoint step to load (default: the newest).")
+flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
 flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
 flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
 flags.DEFINE_string(
@@ -27,6 +28,9 @@ flags.DEFINE_string("output_dir", None, "Where samples.npz and the PNGs go (defa
 flags.DEFINE_integer("trajectory_every", 0, "Also save the trajectory: the state entering every k-th level (of the "
                      "CAS grid, or of the ALS levels) and the final sample, as trajectory.png and trajectory.npz "
                      "(0: off).")
+flags.DEFINE_bool("png_dir", False, "Also write every image as its own PNG named by its seed (final/000123.png and "
+                  "denoised/000123.png in the output directory), for FID tools that read folders (clean-fid, "
+                  "torch-fidelity).")
 flags.DEFINE_integer("trajectory_images", 8, "Images shown in the trajectory (one row each); point runs show all.")
 
 
@@ -110,6 +114,15 @@ def save_samples(output_dir, final, denoised, seeds, kind):
         summaries.save_png(summaries.picture(batch, kind, title=name), os.path.join(output_dir, f"{name}.png"))
 
 
+def save_png_dir(output_dir, final, denoised, seeds):
+    """final/ and denoised/ folders holding one PNG per image, named by its seed (000123.png)."""
+    for name, batch in (("final", final), ("denoised", denoised)):
+        folder = os.path.join(output_dir, name)
+        os.makedirs(folder, exist_ok=True)
+        for seed, image in zip(seeds, summaries.to_uint8(batch)):
+            summaries.save_png(image, os.path.join(folder, f"{seed:06d}.png"))
+
+
 def main(argv):
     if len(argv) > 1:
         raise common.UserError(f"unexpected arguments {argv[1:]}")
@@ -121,9 +134,13 @@ def main(argv):
         raise common.UserError("--trajectory_every must be 0 (off) or positive and --trajectory_images positive, "
                                f"got {FLAGS.trajectory_every} and {FLAGS.trajectory_images}")
     seeds = common.parse_seeds(FLAGS.seeds)
+    if FLAGS.png_dir and len(set(seeds)) < len(seeds):
+        raise common.UserError(f"--png_dir names each image by its seed: --seeds={FLAGS.seeds} repeats a seed")
     parse_step_size(FLAGS.step_size)  # before the slow part
-    run = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    run = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
     schedule, source = run.experiment.schedule, run.experiment.data
+    if FLAGS.png_dir and source.kind != "image":
+        raise common.UserError(f"--png_dir writes images; this run's data ({source.name}) are 2-D points")
     settings = settings_from_flags(schedule)
     every = FLAGS.trajectory_every or None
     sampler = sampling.make_sampler(run.score_model, schedule, settings, source, trajectory_every=every)
@@ -135,18 +152,21 @@ def main(argv):
     final, denoised = sampling.sample_in_batches(sampler, seeds, FLAGS.batch_size)
     save_samples(output_dir, final, denoised, seeds, source.kind)
     written = "samples.npz, final.png and denoised.png"
+    if FLAGS.png_dir:
+        save_png_dir(output_dir, final, denoised, seeds)
+        written += f", final/ and denoised/ ({len(seeds)} PNGs each)"
     if every:
         save_trajectory(output_dir, sampler.trajectories(), source.kind, snapshot_sigmas(settings, schedule, every))
         written += ", trajectory.npz and trajectory.png"
     with open(os.path.join(output_dir, "settings.json"), "w", encoding="utf-8") as f:
         json.dump({"checkpoint": run.checkpoint, "step": run.step, **dataclasses.asdict(settings),
                    "step_size_flag": FLAGS.step_size, "num_samples": len(seeds), "seeds": FLAGS.seeds,
-                   "trajectory_every": FLAGS.trajectory_every}, f, indent=2)
+                   "trajectory_every": FLAGS.trajectory_every, "gin_bindings": FLAGS.gin_bindings}, f, indent=2)
     print(f"wrote {output_dir}/{written}", flush=True)
 
 
 def run():
-    app.run(common.main_with_errors("asm-sample", main))
+    common.run_app("asm-sample", main)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import tempfile
 
 import gin
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from asm_tf import distribution, preemption, storage, training
 from asm_tf.cli import common
@@ -30,17 +30,37 @@ flags.DEFINE_bool("dry_run", False, "Parse and validate the config, build models
 flags.DEFINE_bool("allow_config_change", False, "Resume a workdir even though its saved config differs.")
 
 
+def network_line(role, network, example_shape):
+    """'role: Class, N parameters, input (batch, ...)' for a built network."""
+    count = sum(int(v.shape.num_elements()) for v in network.trainable_variables)
+    return f"{role}: {type(network).__name__}, {count:,} parameters, input (batch, {', '.join(map(str, example_shape))})"
+
+
+def device_lines(strategy, workers):
+    """The devices TensorFlow sees (so a GPU user sees the GPU) and those the strategy's replicas run on."""
+    visible = [device.name.replace("/physical_device:", "") for device in tf.config.list_physical_devices()]
+    gpus = "" if tf.config.list_physical_devices("GPU") else " (no GPU visible: training runs on the CPU)"
+    try:
+        replica_devices = ", ".join(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: one replica on TensorFlow's default device
+        replica_devices = "the default device"
+    return [f"devices: {', '.join(visible)}{gpus}",
+            f"replicas: {strategy.num_replicas_in_sync} on {workers.count} worker(s), {type(strategy).__name__} "
+            f"over {replica_devices}"]
+
+
 def describe(trainer):
-    """Lines describing a built trainer: parameter counts and shapes."""
-    count = sum(int(v.shape.num_elements()) for v in trainer.network.trainable_variables)
+    """Lines describing a built trainer: its networks, data, noise levels and devices."""
     data = trainer.experiment.data
-    return [f"data: {data.name}, examples of shape {tuple(data.example_shape)}, global batch {trainer.batch_size}",
-            f"score network: {type(trainer.network).__name__}, {count:,} parameters",
-            f"noise levels: {trainer.schedule.num_levels} ({trainer.schedule.spacing}) from "
-            f"{trainer.schedule.sigma_begin:g} to {trainer.schedule.sigma_end:g}",
-            f"replicas: {trainer.strategy.num_replicas_in_sync} on {trainer.workers.count} worker(s)",
-            f"precision: {trainer.precision}, XLA: {'on' if trainer.jit_compile else 'off'}, "
-            f"non-finite updates: {trainer.nonfinite}"]
+    lines = [f"data: {data.name}, examples of shape {tuple(data.example_shape)}, global batch {trainer.batch_size}",
+             network_line("score network", trainer.network, data.example_shape)]
+    if trainer.adversarial:
+        lines.append(network_line("discriminator", trainer.discriminator, data.example_shape))
+    return lines + [f"noise levels: {trainer.schedule.num_levels} ({trainer.schedule.spacing}) from "
+                    f"{trainer.schedule.sigma_begin:g} to {trainer.schedule.sigma_end:g}",
+                    *device_lines(trainer.strategy, trainer.workers),
+                    f"precision: {trainer.precision}, XLA: {'on' if trainer.jit_compile else 'off'}, "
+                    f"non-finite updates: {trainer.nonfinite}"]
 
 
 def strategy_name(requested, dry_run):
@@ -99,7 +119,7 @@ def main(argv):
 
 
 def run():
-    app.run(common.main_with_errors("asm-train", main))
+    common.run_app("asm-train", main)
 
 
 if __name__ == "__main__":

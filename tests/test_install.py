@@ -1,0 +1,40 @@
+"""One TensorFlow per install: asm-tf's own requirements for the CPU and the GPU command (offline, from its
+metadata), and a consistent test environment. tools/check_install.py resolves both installs in full (it reads
+PyPI's metadata of the CUDA wheels, about two minutes): .ci/run runs it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import check_install  # noqa: E402
+
+
+@pytest.mark.parametrize("device,expected", [("cpu", "tensorflow-cpu==2.21.0"), ("gpu", "tensorflow[and-cuda]==2.21.0")])
+def test_each_install_requests_exactly_one_tensorflow(device, expected):
+    assert check_install.requested_tensorflows(device) == [expected]
+
+
+def test_an_unknown_device_is_refused_in_one_line():
+    with pytest.raises(RuntimeError, match="ASM_TF_DEVICE='tpu': use cpu \\(the default\\) or gpu"):
+        check_install.requested_tensorflows("tpu")
+
+
+@pytest.mark.parametrize("device,distributions,expected", [
+    ("cpu", {"tensorflow-cpu": "2.21.0", "keras": "3.15.1"}, []),
+    ("gpu", {"tensorflow": "2.21.0", **{name: "12" for name in check_install.CUDA_WHEELS}}, []),
+    ("gpu", {"tensorflow": "2.21.0", "tensorflow-cpu": "2.21.0", **{name: "12" for name in check_install.CUDA_WHEELS}},
+     ["gpu: TensorFlow distributions ['tensorflow-cpu==2.21.0', 'tensorflow==2.21.0'], expected only "
+      "tensorflow==2.21.0"]),
+    ("gpu", {"tensorflow": "2.21.0"}, ["gpu: CUDA wheels ['nvidia-cudnn-cu12', 'nvidia-cublas-cu12', "
+                                       "'nvidia-cuda-runtime-cu12'] missing"]),
+])
+def test_a_resolution_with_two_tensorflows_or_no_cuda_is_reported(device, distributions, expected):
+    assert check_install.problems(device, distributions) == expected
+
+
+def test_the_installed_environment_is_consistent():
+    result = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
