@@ -24,6 +24,13 @@ def test_coverage_of_hand_made_predictions():
     assert confident.confident_fraction == 0.5
 
 
+def test_images_of_another_size_than_the_classifiers_are_refused():
+    classifier = modes.load_classifier()
+    modes.check_image_size(classifier, (16, 16, 1))
+    with pytest.raises(ValueError, match=r"takes \(16, 16\) images but the data has \(28, 28\)"):
+        modes.check_image_size(classifier, (28, 28, 3))
+
+
 def test_coverage_extremes():
     uniform = modes.mode_coverage(np.tile(np.arange(1000), 3), num_modes=1000)
     assert uniform.modes_covered == 1000 and uniform.kl_to_uniform == pytest.approx(0.0, abs=1e-12)

@@ -21,6 +21,7 @@ interruption):
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -57,7 +58,7 @@ def log(message):
 
 
 def run_command(args, what):
-    """Runs a console tool of this project; its output goes to a log file beside the results."""
+    """Runs a command module of this project; returns its stdout, exits with its stderr's end if it fails."""
     log(what)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, cwd=REPO)
@@ -74,8 +75,15 @@ def train_args(network, training, workdir, num_steps, seed, extra_bindings):
             f"--workdir={workdir}", "--strategy=default", *[f"--gin_bindings={b}" for b in bindings]]
 
 
-def finished(workdir, num_steps):
-    return os.path.exists(os.path.join(workdir, "checkpoints", f"ckpt-{num_steps}.index"))
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of the grid: its workdir and the plan's step count (its last checkpoint)."""
+
+    workdir: str
+    steps: int
+
+    def finished(self):
+        return os.path.exists(os.path.join(self.workdir, "checkpoints", f"ckpt-{self.steps}.index"))
 
 
 def write_json(path, content):
@@ -117,13 +125,12 @@ def eval_args(workdir, sampler, step_sizes, first_seed, count, output_dir):
             f"--batch_size={min(count, 500)}", f"--output_dir={output_dir}"]
 
 
-def evaluate_once(workdir, sampler, step_sizes, first_seed, count, directory, what):
-    """Runs asm-eval unless every report it would write exists; returns the reports of `step_sizes`."""
-    steps = max(int(name[5:-6]) for name in os.listdir(os.path.join(workdir, "checkpoints"))
-                if re.fullmatch(r"ckpt-\d+\.index", name))
-    paths = [report_path(directory, steps, eps) for eps in parse_step_sizes(step_sizes)]
+def evaluate_once(run, sampler, step_sizes, first_seed, count, directory, what):
+    """Runs asm-eval on the run's last checkpoint unless every report it would write exists; returns the
+    reports of `step_sizes`."""
+    paths = [report_path(directory, run.steps, eps) for eps in parse_step_sizes(step_sizes)]
     if not all(os.path.exists(path) for path in paths):
-        run_command(eval_args(workdir, sampler, step_sizes, first_seed, count, directory), what)
+        run_command(eval_args(run.workdir, sampler, step_sizes, first_seed, count, directory), what)
     reports = []
     for path in paths:
         with open(path) as f:
@@ -134,7 +141,7 @@ def evaluate_once(workdir, sampler, step_sizes, first_seed, count, directory, wh
 def choose_step_sizes(args, runs):
     """{(network, training, sampler): step size} by the FDD of the denoised samples on the first seed's run."""
     chosen = {}
-    for (network, training, seed), workdir in runs.items():
+    for (network, training, seed), run in runs.items():
         if seed != args.seeds[0]:
             continue
         for sampler in args.samplers:
@@ -143,7 +150,7 @@ def choose_step_sizes(args, runs):
                 chosen[(network, training, sampler)] = grid[0]
                 continue
             directory = os.path.join(args.output_dir, "step_sizes", f"{network}_{training}_{sampler}")
-            reports = evaluate_once(workdir, sampler, args.step_size_grid[sampler], 0, args.sweep_samples, directory,
+            reports = evaluate_once(run, sampler, args.step_size_grid[sampler], 0, args.sweep_samples, directory,
                                     f"step sizes of {sampler} on {network}/{training} seed {seed}: "
                                     f"{args.step_size_grid[sampler]}")
             scored = [r for r in reports if "results" in r]
@@ -159,11 +166,11 @@ def choose_step_sizes(args, runs):
 def evaluate_runs(args, runs, step_sizes):
     """One row per (run, sampler, output) with the metrics of `--num_samples` samples."""
     rows = []
-    for (network, training, seed), workdir in runs.items():
+    for (network, training, seed), run in runs.items():
         for sampler in args.samplers:
             step_size = step_sizes[(network, training, sampler)]
             directory = os.path.join(args.output_dir, "eval", f"{network}_{training}_s{seed}_{sampler}")
-            (report,) = evaluate_once(workdir, sampler, repr(step_size), EVAL_SEED_OFFSET, args.num_samples,
+            (report,) = evaluate_once(run, sampler, repr(step_size), EVAL_SEED_OFFSET, args.num_samples,
                                       directory, f"evaluating {sampler} (step size {step_size:g}) on "
                                                  f"{network}/{training} seed {seed}")
             for output in OUTPUTS:
@@ -297,16 +304,16 @@ def main():
     os.makedirs(args.output_dir, exist_ok=True)
     start = time.time()
     plan = make_plan(args)
-    runs = {(network, training, seed): os.path.join(args.output_dir, "runs", f"{network}_{training}_s{seed}")
+    runs = {(network, training, seed): Run(os.path.join(args.output_dir, "runs", f"{network}_{training}_s{seed}"),
+                                           plan["steps"][f"{network}/{training}"])
             for network in args.networks for training in args.trainings for seed in args.seeds}
-    for index, ((network, training, seed), workdir) in enumerate(runs.items()):
-        steps = plan["steps"][f"{network}/{training}"]
-        if finished(workdir, steps):
+    for index, ((network, training, seed), run) in enumerate(runs.items()):
+        if run.finished():
             log(f"run {index + 1}/{len(runs)} {network}/{training} seed {seed}: trained before")
             continue
         elapsed = time.time() - start
-        run_command(train_args(network, training, workdir, steps, seed, args.gin_bindings),
-                    f"run {index + 1}/{len(runs)}: training {network}/{training} seed {seed}, {steps} steps "
+        run_command(train_args(network, training, run.workdir, run.steps, seed, args.gin_bindings),
+                    f"run {index + 1}/{len(runs)}: training {network}/{training} seed {seed}, {run.steps} steps "
                     f"({elapsed / 60:.1f} min so far)")
     step_sizes = choose_step_sizes(args, runs)
     rows = evaluate_runs(args, runs, step_sizes)

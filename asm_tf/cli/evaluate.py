@@ -106,11 +106,7 @@ def build_metric(name, source):
         return sweep.toy2d_metric(real_points=real, description=f"{source.name} seed {FLAGS.real_seed}")
     if name in ("modes", "fdd"):
         classifier = modes.load_classifier(FLAGS.classifier)
-        expected = tuple(classifier.input_shape[1:3])
-        if tuple(source.example_shape[:2]) != expected:
-            raise common.UserError(f"the classifier takes {expected} images but the run makes "
-                                   f"{tuple(source.example_shape[:2])}; pass --classifier trained at that size "
-                                   "(tools/train_digit_classifier.py)")
+        modes.check_image_size(classifier, source.example_shape)
         classifier_path = FLAGS.classifier or "bundled digits"
         if name == "modes":
             return sweep.modes_metric(classifier=classifier, classifier_path=classifier_path)

@@ -40,8 +40,7 @@ def blur(images, sigma_px):
 def blur_equivalent(fdd, ladder):
     """The blur (pixels) whose FDD equals `fdd`, linearly between the points of `ladder` [(pixels, fdd), ...]
     (pixels increasing from 0, the floor); 0 at or below the floor, None beyond the last point."""
-    pixels, values = zip(*ladder)
-    if fdd <= values[0]:
+    if fdd <= ladder[0][1]:
         return 0.0
     for (p0, v0), (p1, v1) in zip(ladder, ladder[1:]):
         if v0 < fdd <= v1:
@@ -105,7 +104,8 @@ def compare_features(generated, reference):
     count = min(len(generated), len(reference))
     kid = feature_metrics.kernel_inception_distance(generated, reference)
     pr = feature_metrics.precision_recall(reference[:count], generated[:count])
-    return {"fdd": frechet_distance_of_features(generated, reference), "kid": kid.value, "kid_se": kid.standard_error, "precision": pr.precision, "recall": pr.recall}
+    return {"fdd": frechet_distance_of_features(generated, reference), "kid": kid.value,
+            "kid_se": kid.standard_error, "precision": pr.precision, "recall": pr.recall}
 
 
 @dataclasses.dataclass
@@ -180,8 +180,5 @@ def for_data(source, classifier, log=print):
     if source.labelled_arrays is None:
         raise ValueError(f"FDD needs the held-out images of the data; {source.name} has no labelled test split "
                          "(digits and Stacked MNIST have one)")
-    expected = tuple(classifier.input_shape[1:3])
-    if tuple(source.example_shape[:2]) != expected:
-        raise ValueError(f"the classifier takes {expected} images but the data has {tuple(source.example_shape[:2])}"
-                         "; pass a classifier trained at that size (tools/train_digit_classifier.py)")
+    modes.check_image_size(classifier, source.example_shape)
     return DigitQuality(classifier, source.labelled_arrays("test")[0], source.labelled_arrays("train")[0], log=log)

@@ -105,6 +105,15 @@ def load_classifier(path=None):
     return keras.models.load_model(path)
 
 
+def check_image_size(classifier, example_shape):
+    """ValueError unless images of `example_shape` [H, W, ...] have the height and width the classifier takes."""
+    expected = tuple(classifier.input_shape[1:3])
+    if tuple(example_shape[:2]) != expected:
+        raise ValueError(f"the classifier takes {expected} images but the data has {tuple(example_shape[:2])}; "
+                         "pass a classifier trained at that size (asm-eval --classifier; "
+                         "tools/train_digit_classifier.py)")
+
+
 def classify_digits(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):
     """Predicted digits (int64 [N]) of single-channel images [N, H, W, 1] in [0, 1] or uint8, and their
     softmax probabilities [N]."""
