@@ -39,7 +39,8 @@ setuptools.setup(
     package_data={"asm_tf.evaluation": ["assets/*.keras"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
+        # nbclient, nbformat and ipykernel execute docs/toy2d.ipynb in the tests
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     },
     entry_points={
         "console_scripts": [

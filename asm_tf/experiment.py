@@ -13,8 +13,14 @@ from asm_tf.score import ScoreModel
 from asm_tf.sigmas import NoiseSchedule
 
 # The layout of a workdir.
-CONFIG_FILE = "config.gin"
+CONFIG_FILE = "config.gin"  # the bindings given (what resumes and the other commands read)
+OPERATIVE_CONFIG_FILE = "operative_config.gin"  # every value in effect, defaults included (for people)
 CHECKPOINT_DIR = "checkpoints"
+
+
+def parameter_count(network):
+    return sum(int(v.shape.num_elements()) for v in network.trainable_variables)
+
 
 def build_network(factory, example_shape):
     """Calls a network factory and builds the network on one example so that its variables exist."""

@@ -215,9 +215,9 @@ class Signatures:
 
 def existing_versions(base):
     """The numeric version directories under EXPORT_DIR/NAME (the ones TF Serving considers), sorted."""
-    if not os.path.isdir(base):
+    if not tf.io.gfile.isdir(base):
         return []
-    return sorted(int(entry) for entry in os.listdir(base) if entry.isdigit())
+    return sorted(int(entry.rstrip("/")) for entry in tf.io.gfile.listdir(base) if entry.rstrip("/").isdigit())
 
 
 def choose_version(base, requested=None):
@@ -232,7 +232,7 @@ def choose_version(base, requested=None):
         return following
     if requested < 1:
         raise ValueError(f"a version must be a positive integer, got {requested}")
-    if requested in versions or os.path.exists(os.path.join(base, str(requested))):
+    if requested in versions or tf.io.gfile.exists(os.path.join(base, str(requested))):
         raise FileExistsError(f"{os.path.join(base, str(requested))} exists and is never overwritten: "
                               f"choose another version, or omit it for the next free one ({following})")
     return requested

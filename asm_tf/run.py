@@ -68,10 +68,10 @@ def parse_run_config(workdir, bindings=()):
     """Loads the gin configuration that a run saved in its workdir, with `bindings` (e.g. a data_dir that
     moved) applied on top; the saved file is not changed."""
     path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir} a workdir written by asm-train?")
     gin.clear_config()
-    gin.parse_config_file(path)
+    gin.parse_config(storage.read_text(path))
     try:
         gin.parse_config(list(bindings))
     except (ValueError, SyntaxError) as error:

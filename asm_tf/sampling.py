@@ -15,7 +15,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import noise, sigmas as sigmas_lib
+from asm_tf import noise, progress
+from asm_tf import sigmas as sigmas_lib
 
 SAMPLERS = ("als", "cas")
 
@@ -242,10 +243,13 @@ def sample_in_batches(sampler, seeds, batch_size, log=sys.stdout):
     seeds = np.asarray(seeds, np.int64)
     outputs = []
     start = time.time()
-    for begin in range(0, len(seeds), batch_size):
-        batch = seeds[begin:begin + batch_size]
-        outputs.append([output.numpy() for output in sampler(tf.constant(batch))])
-        done = begin + len(batch)
-        if log is not None:
-            print(f"sampled {done}/{len(seeds)} ({time.time() - start:.1f} s)", file=log, flush=True)
+    with progress.bar(len(seeds), "sampling", "image") as bar:
+        for begin in range(0, len(seeds), batch_size):
+            batch = seeds[begin:begin + batch_size]
+            outputs.append([output.numpy() for output in sampler(tf.constant(batch))])
+            bar.update(len(batch))
+            if log is not None:
+                with progress.printing():
+                    print(f"sampled {begin + len(batch)}/{len(seeds)} ({time.time() - start:.1f} s)", file=log,
+                          flush=True)
     return tuple(np.concatenate(parts) for parts in zip(*outputs))

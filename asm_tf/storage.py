@@ -7,16 +7,22 @@
   file for the refusal message. Remote paths (gs://...) and file systems without flock are not locked.
 - `writing(path, what)`: turns a failed write (no space, read-only, permission) into a one-line
   StorageError naming the path.
+- Files that a user's path leads to (config, samples, JSON notes, PNGs) are read and written through
+  `tf.io.gfile`, so that a workdir or output directory may be a bucket (gs://, s3://) or TensorFlow's
+  in-process ram:// file system as well as a local folder: `read_text`, `write_file`, `write_npz`, `read_npz`.
 """
 
 import contextlib
 import errno
 import fcntl
+import io
+import json
 import os
 import re
 import socket
 import time
 
+import numpy as np
 import tensorflow as tf
 
 CHECKPOINT_READ_ERRORS = (tf.errors.OpError, IndexError)
@@ -74,6 +80,40 @@ def remove_quietly(paths):
                 tf.io.gfile.remove(path)
         except _WRITE_ERRORS:
             pass
+
+
+def read_text(path):
+    """The text of a file, local or remote."""
+    with tf.io.gfile.GFile(path, "r") as f:
+        return f.read()
+
+
+def write_file(path, contents):
+    """Writes text or bytes to `path` (local or remote), creating its directory; on a local disk the file
+    appears whole or not at all (written beside it, then renamed over it)."""
+    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "wb" if isinstance(contents, bytes) else "w") as f:
+        f.write(contents)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def write_json(path, value):
+    write_file(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def write_npz(path, **arrays):
+    """NumPy's .npz of `arrays` at a local or remote path."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_file(path, buffer.getvalue())
+
+
+def read_npz(path):
+    """The arrays of a local or remote .npz file, as a dict."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        with np.load(io.BytesIO(f.read())) as arrays:
+            return dict(arrays)
 
 
 def is_remote(path):

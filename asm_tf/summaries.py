@@ -3,13 +3,13 @@
 import io
 import math
 
-import matplotlib
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure  # drawn without pyplot: the user's matplotlib backend is left alone
+from PIL import Image
+from tensorboard.plugins.hparams import api as hparams_api
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image  # noqa: E402
+from asm_tf import storage
 
 
 def image_grid(images, columns=None, padding=0):
@@ -27,6 +27,13 @@ def image_grid(images, columns=None, padding=0):
     return grid
 
 
+def upscaled(picture, tile_size, min_tile_size=64):
+    """A grid of `tile_size`-pixel tiles enlarged by nearest neighbour (each pixel a block) so that a tile is at
+    least `min_tile_size` pixels wide on screen: 16x16 digits are a smudge in TensorBoard otherwise."""
+    factor = max(1, math.ceil(min_tile_size / tile_size))
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
 def to_uint8(images):
     """[0, 1] floats to uint8 exactly as a PNG stores them: round(255 x) after clipping."""
     return np.round(np.clip(np.asarray(images), 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -34,14 +41,14 @@ def to_uint8(images):
 
 def scatter_plot(points, reference=None, title=None, limit=3.0):
     """A PNG-ready uint8 RGB picture of 2-D points (green) over optional reference points (orange)."""
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    fig = Figure(figsize=(4, 4), dpi=80)
+    ax = fig.subplots()
     if reference is not None:
         ax.scatter(reference[:, 0], reference[:, 1], s=2, c="tab:orange", marker="+", label="real")
     ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:green", marker="+", label="generated")
     ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", title=title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
@@ -50,10 +57,19 @@ def picture(samples, kind, title=None):
     return image_grid(samples) if kind == "image" else scatter_plot(samples, title=title)
 
 
+def screen_picture(samples, kind, title=None, columns=None):
+    """`picture` for a screen (TensorBoard): image grids with tiles enlarged to a readable size."""
+    if kind != "image":
+        return scatter_plot(samples, title=title)
+    return upscaled(image_grid(samples, columns), np.shape(samples)[1])
+
+
 def save_png(array, path):
-    """Writes a uint8 [H, W, C] array (C = 1 or 3) as a PNG."""
+    """Writes a uint8 [H, W, C] array (C = 1 or 3) as a PNG at a local or remote path."""
     array = np.asarray(array)
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="png")
+    storage.write_file(path, buffer.getvalue())
 
 
 def write_scalars(writer, scalars, step):
@@ -62,8 +78,17 @@ def write_scalars(writer, scalars, step):
             tf.summary.scalar(name, value)
 
 
-def write_samples(writer, batches, kind, step):
-    """One image summary per named batch (e.g. samples, denoised)."""
+def write_configuration(writer, operative_config, hyperparameters, step):
+    """The run's whole gin configuration as TensorBoard text (tab Text, tag operative_config) and its main
+    hyperparameters for the HParams tab, where runs compare side by side."""
+    with writer.as_default(step=step):
+        tf.summary.text("operative_config", "\n".join("    " + line for line in operative_config.splitlines()))
+        hparams_api.hparams(hyperparameters)
+    writer.flush()
+
+
+def write_samples(writer, batches, kind, step, columns=None):
+    """One image summary per named batch (e.g. samples, denoised), image tiles enlarged to a readable size."""
     with writer.as_default(step=step):
         for name, samples in batches.items():
-            tf.summary.image(name, picture(samples, kind, title=name)[None], step=step)
+            tf.summary.image(name, screen_picture(samples, kind, title=name, columns=columns)[None], step=step)

@@ -32,12 +32,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import losses, noise, optimizers, sampling, storage, summaries
+from asm_tf import losses, noise, optimizers, progress, sampling, storage, summaries
 from asm_tf import precision as _precision
 from asm_tf.adversarial import Adversarial  # noqa: F401  (registers it with gin)
 from asm_tf.distribution import STRATEGIES, WorkerSums, make_strategy, workers_of  # noqa: F401  (public here too)
 from asm_tf.ema import EMA
-from asm_tf.experiment import CHECKPOINT_DIR, Experiment, build_network
+from asm_tf.experiment import CHECKPOINT_DIR, OPERATIVE_CONFIG_FILE, Experiment, build_network, parameter_count
 from asm_tf.preemption import StopSignals, TrainingInterrupted
 from asm_tf.score import per_example
 
@@ -125,6 +125,7 @@ class Trainer:
             self.ema.initialize(self.network)
             self.optimizer = _expecting_reduced_gradients(optimizer())
             self.optimizer.build(self.network.trainable_variables)
+            self.initial_learning_rate = float(tf.convert_to_tensor(self.optimizer.learning_rate))  # at step 0
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.score_update = self._trained("", self.network, self.optimizer, self._score_gradients, "loss",
                                               scaled, after_update=lambda: self.ema.update(self.network))
@@ -428,8 +429,8 @@ class Trainer:
                                 self.data.kind, step)
         if self.data.kind == "image":
             columns = 3 * math.ceil(math.sqrt(self.num_preview))
-            with writer.as_default(step=step):
-                tf.summary.image("real_noisy_denoised", summaries.image_grid(self.denoising_preview(), columns)[None])
+            summaries.write_samples(writer, {"real_noisy_denoised": self.denoising_preview()}, "image", step,
+                                    columns)
 
     def train(self, log=print):
         """Trains until `num_steps`, resuming from the newest readable checkpoint; returns the last metrics.
@@ -441,16 +442,25 @@ class Trainer:
         if start_step:
             log(f"resumed from step {start_step} ({self._checkpoint_path(start_step)})")
         chief = self.workers.is_chief
-        progress = log if chief else (lambda _: None)
         writer = self._summary_writer() if chief else tf.summary.create_noop_writer()
         metrics, step, tick, tick_step = {}, start_step, time.time(), start_step
-        with StopSignals() as signals:
+        bar = progress.bar(self.num_steps, "training", "step", initial=start_step, show=chief)
+
+        def say(line):
+            if chief:
+                with progress.printing():
+                    log(line)
+
+        with StopSignals() as signals, bar:
             while step < self.num_steps:
                 if self._worker_sums([signals.received is not None])[0]:
                     self._interrupt(signals.received or "a signal on another worker", step)
                 n = min(self.steps_per_call, self.num_steps - step, self._until_event(step))
                 values, stopped = self._train_steps(tf.constant(n))
                 metrics = {k: float(v) for k, v in values.items()}
+                if chief and step == start_step:
+                    self._record_configuration(writer, start_step)
+                bar.update(int(self.step.numpy()) - step)
                 step = int(self.step.numpy())
                 if bool(stopped):
                     raise FloatingPointError(self._nonfinite_message(metrics, step + 1))
@@ -460,11 +470,11 @@ class Trainer:
                     scalars = dict(metrics, learning_rate=float(tf.convert_to_tensor(self.optimizer.learning_rate)),
                                    steps_per_second=rate, **self._fault_scalars())
                     summaries.write_scalars(writer, scalars, step)
-                    progress(f"step {step}/{self.num_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+                    say(f"step {step}/{self.num_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
                     if metrics.get("d_grad_norm") == 0.0:
-                        progress(f"warning: the discriminator's gradients are exactly zero at step {step}: it has "
-                                 "died (every unit off) and training goes on as plain DSM; restart from an earlier "
-                                 "checkpoint with a lower discriminator learning rate")
+                        say(f"warning: the discriminator's gradients are exactly zero at step {step}: it has "
+                            "died (every unit off) and training goes on as plain DSM; restart from an earlier "
+                            "checkpoint with a lower discriminator learning rate")
                 if chief and self.sample_every and step % self.sample_every == 0:
                     self._write_previews(writer, step)
                 if step % self.checkpoint_every == 0 or step == self.num_steps:
@@ -472,6 +482,30 @@ class Trainer:
         writer.flush()
         self._worker_sums([0])  # no worker leaves (and stops serving collectives) before all have saved
         return metrics
+
+    def hyperparameters(self):
+        """The run's main settings (names and numbers), for TensorBoard's HParams tab."""
+        schedule, settings = self.schedule, self.sampler_settings
+        values = {"data": self.data.name, "score_network": type(self.network).__name__,
+                  "parameters": parameter_count(self.network), "batch_size": self.batch_size,
+                  "num_steps": self.num_steps, "learning_rate": self.initial_learning_rate,
+                  "ema_rate": self.experiment.ema_rate,
+                  "num_levels": schedule.num_levels, "sigma_begin": schedule.sigma_begin,
+                  "sigma_end": schedule.sigma_end, "sampler": settings.sampler, "n_sigma": settings.n_sigma,
+                  "step_size": settings.step_size, "precision": self.precision, "adversarial": bool(self.adversarial)}
+        if self.adversarial:
+            values.update(discriminator=type(self.discriminator).__name__, gan_loss=self.adversarial.loss,
+                          lambda_g=self.adversarial.lambda_g, d_steps=self.adversarial.d_steps)
+        return values
+
+    def _record_configuration(self, writer, step):
+        """After the first call of training: gin's operative configuration (every value in effect, defaults
+        included) to WORKDIR/operative_config.gin and to TensorBoard, with the hyperparameters."""
+        text = gin.operative_config_str()
+        path = os.path.join(self.workdir, OPERATIVE_CONFIG_FILE)
+        with storage.writing(path, "the operative configuration"):
+            storage.write_file(path, text)
+        summaries.write_configuration(writer, text, self.hyperparameters(), step)
 
     def _summary_writer(self):
         directory = os.path.join(self.workdir, "tensorboard")

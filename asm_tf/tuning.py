@@ -254,13 +254,12 @@ def plot_figure1(curves, path, simulated=None):
     `simulated`: optional list of (curve name, progress [K], std [K]) measured by `simulate_noise_std`,
     drawn as markers over the analytic curve of the same name.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     cas = next(c for c in curves if c.sampler == "cas")
     num_levels = len(cas.at_levels())
-    figure, (panel_a, panel_b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure = Figure(figsize=(12, 4.5))
+    panel_a, panel_b = figure.subplots(1, 2)
     colors = {}
     for curve in curves:
         style = dict(color="black", linewidth=2.5, zorder=1) if curve.sampler == "cas" else dict(linewidth=1.2)
@@ -283,7 +282,6 @@ def plot_figure1(curves, path, simulated=None):
     panel_b.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 class PointMassScore:

@@ -9,6 +9,9 @@ import sys
 import gin
 import numpy as np
 import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from asm_tf import training  # noqa: F401  (registers the configurables)
 from asm_tf.cli import common
@@ -50,6 +53,21 @@ def test_train_writes_checkpoints_config_and_events(workdir):
         "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-20.data-00000-of-00001",
         "ckpt-20.index"]
     assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_train_records_the_operative_configuration_and_hyperparameters(workdir):
+    operative = open(os.path.join(workdir, "operative_config.gin")).read()
+    assert "Trainer.num_steps = 20" in operative  # given
+    assert "Trainer.precision = 'float32'" in operative  # a default, which config.gin does not hold
+    assert "float32" not in open(os.path.join(workdir, "config.gin")).read()
+    events = EventAccumulator(os.path.join(workdir, "tensorboard"), size_guidance={TENSORS: 0})
+    events.Reload()
+    text = tf.make_ndarray(events.Tensors("operative_config")[0].tensor_proto).item().decode()
+    assert "    Trainer.precision = 'float32'" in text  # a Markdown code block
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["num_steps"].number_value == 20 and hparams["score_network"].string_value == "ToyMLP"
+    assert hparams["adversarial"].bool_value is False and hparams["learning_rate"].number_value == pytest.approx(1e-3)
 
 
 def test_sample_writes_arrays_pictures_and_settings(workdir, tmp_path):

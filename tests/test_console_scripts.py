@@ -1,10 +1,14 @@
 """The installed console scripts (asm-train, asm-sample, asm-export, asm-eval): --help, a quiet stderr by
-default and the dry run's description of every network and of the devices."""
+default, the dry run's description of every network and of the devices, and progress bars on a terminal."""
 
+import fcntl
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 from absl import flags, logging
@@ -103,3 +107,40 @@ def test_dry_run_describes_the_discriminator_and_the_devices(runs):
     assert "discriminator: ToyMLP, 177 parameters, input (batch, 2)" in lines
     assert "devices: CPU:0 (no GPU visible: training runs on the CPU)" in lines
     assert "replicas: 1 on 1 worker(s), MirroredStrategy over /job:localhost/replica:0/task:0/device:CPU:0" in lines
+
+
+def on_a_terminal(*command):
+    """Runs a command with its stdout and stderr on a pseudo-terminal, as a person would; its whole output."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 24 rows of 120 columns
+    environment = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                                                    "ASM_TF_PROGRESS")}
+    process = subprocess.Popen(command, stdout=follower, stderr=follower, env=environment, cwd=REPO)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0, output.decode(errors="replace")[-3000:]
+    return output.decode(errors="replace")
+
+
+def test_training_shows_a_progress_bar_on_a_terminal_and_keeps_its_log_lines(tmp_path):
+    args = ["--gin_file", os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin"), "--strategy", "default"]
+    args += [arg for binding in ("Trainer.num_steps = 40", "Trainer.steps_per_call = 10", "Trainer.log_every = 20",
+                                 "Trainer.sample_every = 0", "ToyMLP.hidden = 16")
+             for arg in ("--gin_bindings", binding)]
+    output = on_a_terminal(script("asm-train"), *args, "--workdir", str(tmp_path / "run"))
+    assert re.search(r"training: +\d+%\|.*\| \d+/40 \[.*step/s\]", output), output  # count, ETA and rate
+    assert "step 20/40: loss" in output and "step 40/40: loss" in output
+    # In a file (no terminal) there is no bar, only the log lines.
+    process = start("asm-train", *args, "--workdir", str(tmp_path / "logged"))
+    returncode, stdout, stderr = finish(process)
+    assert returncode == 0 and "step 40/40: loss" in stdout
+    assert "%|" not in stdout + stderr

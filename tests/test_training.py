@@ -173,8 +173,10 @@ def test_adversarial_image_runs_show_real_noisy_and_denoised_images_in_tensorboa
     for tag in ("loss_d", "loss_g", "d_real", "d_fake", "samples", "denoised"):
         assert tag in events.Tags()["tensors"]
     png = tf.make_ndarray(events.Tensors("real_noisy_denoised")[0].tensor_proto)[2]
-    grid = tf.io.decode_png(png).numpy()[..., 0].astype(int)
-    assert grid.shape == (2 * 16, 6 * 16)  # two rows of two (real, noisy, denoised) triplets
+    screen = tf.io.decode_png(png).numpy()[..., 0].astype(int)
+    assert screen.shape == (2 * 64, 6 * 64)  # two rows of two (real, noisy, denoised) triplets, 4x enlarged
+    grid = screen[::4, ::4]
+    np.testing.assert_array_equal(np.repeat(np.repeat(grid, 4, axis=0), 4, axis=1), screen)  # 4x4 pixel blocks
     tiles = grid.reshape(2, 16, 6, 16).transpose(0, 2, 1, 3).reshape(4, 3, 16, 16)  # [example, kind, H, W]
     real = next(iter(experiment.data.make_dataset(4, trainer.seed + 1))).numpy()[..., 0]
     np.testing.assert_array_equal(tiles[:, 0], np.round(np.clip(real, 0, 1) * 255))

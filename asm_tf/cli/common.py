@@ -1,10 +1,12 @@
 """Pieces shared by the command-line tools: gin parsing, one-line errors, seed lists, workdir config."""
 
 import difflib
+import logging as std_logging
 import os
 import sys
 
 import gin
+import tensorflow as tf
 from absl import app, flags, logging
 
 from asm_tf import storage
@@ -55,14 +57,19 @@ def parse_gin(files, bindings):
         if not os.path.exists(path):
             raise UserError(f"gin file {path} not found (give a path such as gin_configs/toy2d_swissroll.gin)")
         gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))  # for `include`s beside it
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.FATAL)  # gin logs an error for each search path an include is not in
+    verbosity, root = logging.get_verbosity(), std_logging.getLogger()
+    root_level = root.level
+    # gin logs an error for each search path an include is not in: through absl's handler in a command, through
+    # Python's root logger in a notebook
+    logging.set_verbosity(logging.FATAL)
+    root.setLevel(std_logging.CRITICAL)
     try:
         gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
     except (ValueError, SyntaxError) as error:
         raise UserError(f"bad gin configuration: {_first_line(error)}") from error
     finally:
         logging.set_verbosity(verbosity)
+        root.setLevel(root_level)
 
 
 def _first_line(error):
@@ -94,9 +101,8 @@ def parse_seeds(text):
 def check_workdir_config(workdir, config_text, allow_change=False):
     """Refuses to resume a workdir that holds a run of another configuration, unless allowed."""
     path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            saved = f.read()
+    if tf.io.gfile.exists(path):
+        saved = storage.read_text(path)
         if saved != config_text:
             diff = [line for line in difflib.unified_diff(saved.splitlines(), config_text.splitlines(),
                                                           "saved", "new", lineterm="", n=0)
@@ -110,11 +116,7 @@ def check_workdir_config(workdir, config_text, allow_change=False):
 def save_config(workdir, config_text):
     """Writes the run's configuration to WORKDIR/config.gin (what asm-sample and resumes read), atomically:
     other workers may be reading it."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, CONFIG_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(config_text)
-    os.replace(path + ".tmp", path)
+    storage.write_file(os.path.join(workdir, CONFIG_FILE), config_text)
 
 
 def unused_bindings():

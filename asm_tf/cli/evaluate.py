@@ -23,7 +23,7 @@ import tensorflow as tf
 from absl import flags
 
 from asm_tf import run as run_lib
-from asm_tf import sampling
+from asm_tf import sampling, storage
 from asm_tf.cli import common
 from asm_tf.data import toy2d as toy_data
 from asm_tf.evaluation import digit_quality, fid, modes, sweep
@@ -196,10 +196,8 @@ def run_samples_mode():
     if missing:
         raise common.UserError(f"{FLAGS.samples} is not an asm-sample output directory: {', '.join(missing)} "
                                "missing")
-    with tf.io.gfile.GFile(paths[1]) as f:
-        stored = json.load(f)
-    with tf.io.gfile.GFile(paths[0], "rb") as f:
-        arrays = dict(np.load(f))
+    stored = json.loads(storage.read_text(paths[1]))
+    arrays = storage.read_npz(paths[0])
     run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     fields = {field.name for field in dataclasses.fields(sampling.SamplerSettings)}
     settings = sampling.SamplerSettings(**{key: value for key, value in stored.items() if key in fields})

@@ -1,11 +1,10 @@
 """asm-export: a run's EMA sampler as a versioned SavedModel for TF Serving (EXPORT_DIR/NAME/VERSION/)."""
 
 import dataclasses
-import json
 import os
 import re
-import shutil
 
+import tensorflow as tf
 from absl import flags
 
 from asm_tf import export
@@ -52,13 +51,12 @@ def serving_settings(run_settings):
 def write_info(path, loaded, settings):
     """A JSON note beside the SavedModel: where it came from and what its signatures need."""
     experiment = loaded.experiment
-    info = {"workdir": os.path.abspath(FLAGS.workdir), "checkpoint": loaded.checkpoint, "step": loaded.step,
+    workdir = FLAGS.workdir if storage.is_remote(FLAGS.workdir) else os.path.abspath(FLAGS.workdir)
+    info = {"workdir": workdir, "checkpoint": loaded.checkpoint, "step": loaded.step,
             "kind": experiment.data.kind, "example_shape": list(experiment.data.example_shape),
             "schedule": dataclasses.asdict(experiment.schedule), "serving_settings": dataclasses.asdict(settings),
             "max_images": FLAGS.max_images, "gin_bindings": FLAGS.gin_bindings, "signatures": list(export.SIGNATURES)}
-    os.makedirs(os.path.dirname(os.path.join(path, INFO_FILE)), exist_ok=True)
-    with open(os.path.join(path, INFO_FILE), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
+    storage.write_json(os.path.join(path, INFO_FILE), info)
 
 
 def main(argv):
@@ -82,14 +80,15 @@ def main(argv):
             export.save(loaded.score_model, experiment.schedule, experiment.data, settings, partial,
                         max_images=FLAGS.max_images)
             write_info(partial, loaded, settings)
-            if os.path.exists(final):
+            if tf.io.gfile.exists(final):
                 raise common.UserError(f"{final} appeared while exporting and is never overwritten: export again")
-            os.rename(partial, final)
+            tf.io.gfile.rename(partial, final)
     except storage.StorageError as error:
         raise storage.StorageError(f"{error}; the versions before it ({export.existing_versions(base) or 'none'}) "
                                    "are untouched") from None
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        if tf.io.gfile.exists(partial):
+            storage.remove_quietly([partial])
     print(f"wrote {final} (signatures: {', '.join(export.SIGNATURES)})", flush=True)
 
 

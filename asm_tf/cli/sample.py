@@ -1,14 +1,13 @@
 """asm-sample: ALS or CAS samples (final and denoised) from a run's EMA weights."""
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 from absl import flags
 
 from asm_tf import run as run_lib
-from asm_tf import sampling, sigmas, summaries
+from asm_tf import sampling, sigmas, storage, summaries
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -99,17 +98,16 @@ def trajectory_picture(trajectory, kind, levels):
 def save_trajectory(output_dir, trajectory, kind, levels):
     """trajectory.npz (uint8 images or float points [N, T, ...], the snapshots' sigmas) and trajectory.png."""
     convert = summaries.to_uint8 if kind == "image" else np.asarray
-    np.savez(os.path.join(output_dir, "trajectory.npz"), trajectory=convert(trajectory),
-             sigmas=np.asarray(levels, np.float64))
+    storage.write_npz(os.path.join(output_dir, "trajectory.npz"), trajectory=convert(trajectory),
+                      sigmas=np.asarray(levels, np.float64))
     summaries.save_png(trajectory_picture(trajectory, kind, levels), os.path.join(output_dir, "trajectory.png"))
 
 
 def save_samples(output_dir, final, denoised, seeds, kind):
     """samples.npz (uint8 images or float points, with the seeds) and one PNG per output."""
-    os.makedirs(output_dir, exist_ok=True)
     convert = summaries.to_uint8 if kind == "image" else np.asarray
-    np.savez(os.path.join(output_dir, "samples.npz"), final=convert(final), denoised=convert(denoised),
-             seeds=np.asarray(seeds, np.int64))
+    storage.write_npz(os.path.join(output_dir, "samples.npz"), final=convert(final), denoised=convert(denoised),
+                      seeds=np.asarray(seeds, np.int64))
     for name, batch in (("final", final), ("denoised", denoised)):
         summaries.save_png(summaries.picture(batch, kind, title=name), os.path.join(output_dir, f"{name}.png"))
 
@@ -118,7 +116,6 @@ def save_png_dir(output_dir, final, denoised, seeds):
     """final/ and denoised/ folders holding one PNG per image, named by its seed (000123.png)."""
     for name, batch in (("final", final), ("denoised", denoised)):
         folder = os.path.join(output_dir, name)
-        os.makedirs(folder, exist_ok=True)
         for seed, image in zip(seeds, summaries.to_uint8(batch)):
             summaries.save_png(image, os.path.join(folder, f"{seed:06d}.png"))
 
@@ -158,10 +155,10 @@ def main(argv):
     if every:
         save_trajectory(output_dir, sampler.trajectories(), source.kind, snapshot_sigmas(settings, schedule, every))
         written += ", trajectory.npz and trajectory.png"
-    with open(os.path.join(output_dir, "settings.json"), "w", encoding="utf-8") as f:
-        json.dump({"checkpoint": run.checkpoint, "step": run.step, **dataclasses.asdict(settings),
-                   "step_size_flag": FLAGS.step_size, "num_samples": len(seeds), "seeds": FLAGS.seeds,
-                   "trajectory_every": FLAGS.trajectory_every, "gin_bindings": FLAGS.gin_bindings}, f, indent=2)
+    storage.write_json(os.path.join(output_dir, "settings.json"), {
+        "checkpoint": run.checkpoint, "step": run.step, **dataclasses.asdict(settings),
+        "step_size_flag": FLAGS.step_size, "num_samples": len(seeds), "seeds": FLAGS.seeds,
+        "trajectory_every": FLAGS.trajectory_every, "gin_bindings": FLAGS.gin_bindings})
     print(f"wrote {output_dir}/{written}", flush=True)
 
 

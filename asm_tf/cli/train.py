@@ -16,7 +16,7 @@ from absl import flags
 
 from asm_tf import distribution, preemption, storage, training
 from asm_tf.cli import common
-from asm_tf.experiment import CONFIG_FILE
+from asm_tf.experiment import CONFIG_FILE, parameter_count
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin configuration file(s), applied in order.")
@@ -32,8 +32,7 @@ flags.DEFINE_bool("allow_config_change", False, "Resume a workdir even though it
 
 def network_line(role, network, example_shape):
     """'role: Class, N parameters, input (batch, ...)' for a built network."""
-    count = sum(int(v.shape.num_elements()) for v in network.trainable_variables)
-    return f"{role}: {type(network).__name__}, {count:,} parameters, input (batch, {', '.join(map(str, example_shape))})"
+    return f"{role}: {type(network).__name__}, {parameter_count(network):,} parameters, input (batch, {', '.join(map(str, example_shape))})"
 
 
 def device_lines(strategy, workers):

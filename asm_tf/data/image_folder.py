@@ -30,9 +30,9 @@ FFHQ_SPLIT_SEED = 2019
 
 def list_images(path):
     """Sorted paths of the PNG/JPEG files under `path` (recursive); an error if there are none."""
-    if not os.path.isdir(path):
+    if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"image folder {path!r} does not exist or is not a directory")
-    found = [os.path.join(root, name) for root, _, names in os.walk(path, followlinks=True) for name in names
+    found = [os.path.join(root, name) for root, _, names in tf.io.gfile.walk(path) for name in names
              if name.lower().endswith(IMAGE_EXTENSIONS)]
     if not found:
         raise FileNotFoundError(f"no PNG or JPEG images ({', '.join(IMAGE_EXTENSIONS)}) under {path!r}")
@@ -132,10 +132,10 @@ def image_folder(path, image_size=32, channels=3, random_flip=True, transform=No
 
 def find_prepared_tfds(path):
     """The TFDS version directory (holding dataset_info.json) at `path` or just below it, else None."""
-    if os.path.isfile(os.path.join(path, "dataset_info.json")):
+    if tf.io.gfile.exists(os.path.join(path, "dataset_info.json")):
         return path
-    below = sorted(os.path.join(path, entry) for entry in os.listdir(path)
-                   if os.path.isfile(os.path.join(path, entry, "dataset_info.json")))
+    below = sorted(os.path.join(path, entry.rstrip("/")) for entry in tf.io.gfile.listdir(path)
+                   if tf.io.gfile.exists(os.path.join(path, entry.rstrip("/"), "dataset_info.json")))
     return below[-1] if below else None
 
 
@@ -156,7 +156,7 @@ def ffhq(path=None, image_size=256, split="train", data_dir=None, random_flip=Tr
                 "from github.com/NVlabs/ffhq-dataset, or a copy resized to 256) or to a prepared TFDS dataset "
                 "directory, or set ffhq.data_dir to a directory holding one of these as 'ffhq'")
         path = os.path.join(data_dir, "ffhq")
-    if not os.path.isdir(path):
+    if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"FFHQ directory {path!r} does not exist: set ffhq.path to a folder of FFHQ images "
                                 f"or to a prepared TFDS dataset directory")
     prepared = find_prepared_tfds(path)

@@ -21,7 +21,6 @@ Images are quantised exactly as a PNG stores them (`to_uint8`) before they reach
 """
 
 import dataclasses
-import io
 import os
 import warnings
 from typing import Callable, Optional
@@ -31,6 +30,8 @@ import keras
 import numpy as np
 import scipy.linalg
 import tensorflow as tf
+
+from asm_tf import progress, storage
 
 INCEPTION_SIZE = 299
 DEFAULT_BATCH_SIZE = 100
@@ -103,10 +104,7 @@ class FeatureStatistics:
     def save(self, path):
         """Writes `.npz` with `mu`, `sigma` and `num_images` (-1 if unknown)."""
         num_images = -1 if self.num_images is None else self.num_images
-        buffer = io.BytesIO()
-        np.savez(buffer, mu=self.mu, sigma=self.sigma, num_images=np.int64(num_images))
-        with tf.io.gfile.GFile(path, "wb") as f:
-            f.write(buffer.getvalue())
+        storage.write_npz(path, mu=self.mu, sigma=self.sigma, num_images=np.int64(num_images))
 
     @classmethod
     def load(cls, path):
@@ -114,15 +112,13 @@ class FeatureStatistics:
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(f"no feature statistics at {path}; compute them with "
                                     "`asm-eval --mode=stats` (or FeatureStatistics.save)")
-        with tf.io.gfile.GFile(path, "rb") as f:
-            contents = f.read()
-        with np.load(io.BytesIO(contents)) as data:
-            missing = {"mu", "sigma"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path} is not a feature statistics file: it lacks {sorted(missing)}")
-            num_images = int(data["num_images"]) if "num_images" in data.files else -1
-            return cls(mu=data["mu"].astype(np.float64), sigma=data["sigma"].astype(np.float64),
-                       num_images=None if num_images < 0 else num_images)
+        data = storage.read_npz(path)
+        missing = {"mu", "sigma"} - set(data)
+        if missing:
+            raise ValueError(f"{path} is not a feature statistics file: it lacks {sorted(missing)}")
+        num_images = int(data.get("num_images", -1))
+        return cls(mu=data["mu"].astype(np.float64), sigma=data["sigma"].astype(np.float64),
+                   num_images=None if num_images < 0 else num_images)
 
 
 def frechet_distance_of_statistics(statistics1, statistics2):
@@ -358,15 +354,18 @@ def image_features(images, *, extractor, batch_size=DEFAULT_BATCH_SIZE, num_imag
                          f" use the FID Inception graph or a Keras InceptionV3 file with its top")
     accumulator = _MomentAccumulator()
     logits = []
-    for batch in _batches(images, batch_size):
-        if num_images is not None:
-            batch = batch[:num_images - accumulator.count]
-        if len(batch) == 0:
-            break
-        outputs = extractor(batch)
-        accumulator.add(outputs.pool)
-        if keep_logits:
-            logits.append(outputs.logits)
+    total = num_images if num_images is not None else (len(images) if isinstance(images, np.ndarray) else None)
+    with progress.bar(total, f"{extractor.name} features", "image") as bar:
+        for batch in _batches(images, batch_size):
+            if num_images is not None:
+                batch = batch[:num_images - accumulator.count]
+            if len(batch) == 0:
+                break
+            outputs = extractor(batch)
+            accumulator.add(outputs.pool)
+            bar.update(len(batch))
+            if keep_logits:
+                logits.append(outputs.logits)
     if num_images is not None and accumulator.count < num_images:
         raise ValueError(f"asked for {num_images} images, the input supplied only {accumulator.count}")
     return ImageFeatures(statistics=accumulator.statistics(),

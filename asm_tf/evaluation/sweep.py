@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from asm_tf import progress, storage
 from asm_tf.evaluation import fid as fid_lib
 from asm_tf.evaluation import inception_score as inception_score_lib
 from asm_tf.evaluation import modes as modes_lib
@@ -174,19 +175,11 @@ def report_path(output_dir, checkpoint, step_size):
     return os.path.join(output_dir, f"ckpt{checkpoint}_eps{step_size:.6g}.json")
 
 
-def _write_json_atomically(path, content):
-    temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "w") as f:
-        f.write(json.dumps(content, indent=2, sort_keys=True))
-    tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
 def read_report(path, identity):
     """The finished report at `path`, None if there is none; ValueError if it was made with other settings."""
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
-        report = json.loads(f.read())
+    report = json.loads(storage.read_text(path))
     differences = sorted(key for key in identity if report.get(key) != identity[key])
     if differences:
         raise ValueError(f"{path} was computed with other settings ({', '.join(differences)}); give another "
@@ -226,23 +219,30 @@ def run_sweep(*, checkpoints, step_sizes, load_checkpoint, metric, settings, out
     tf.io.gfile.makedirs(output_dir)
     identity = {"format": REPORT_FORMAT, "metric": metric.name, "metric_config": metric.config, **settings}
     reports = []
-    for checkpoint in checkpoints:
-        sample = None
-        for step_size in step_sizes:
-            path = report_path(output_dir, checkpoint, step_size)
-            report = read_report(path, identity)
-            if report is None:
-                if sample is None:
-                    sample = load_checkpoint(checkpoint)
-                log(f"checkpoint {checkpoint}, step size {step_size:g}: {settings.get('num_samples')} samples")
-                report = {**identity, "checkpoint": int(checkpoint), "step_size": float(step_size),
-                          **_evaluate_entry(sample, step_size, metric, log)}
-                _write_scalars(writer, metric, report)
-                _write_json_atomically(path, report)
-                log(f"  {describe(report, metric)}")
-            else:
-                log(f"checkpoint {checkpoint}, step size {step_size:g}: done before ({path})")
-            reports.append(report)
+
+    def say(line):
+        with progress.printing():
+            log(line)
+
+    with progress.bar(len(checkpoints) * len(step_sizes), "sweep", "entry") as bar:
+        for checkpoint in checkpoints:
+            sample = None
+            for step_size in step_sizes:
+                path = report_path(output_dir, checkpoint, step_size)
+                report = read_report(path, identity)
+                if report is None:
+                    if sample is None:
+                        sample = load_checkpoint(checkpoint)
+                    say(f"checkpoint {checkpoint}, step size {step_size:g}: {settings.get('num_samples')} samples")
+                    report = {**identity, "checkpoint": int(checkpoint), "step_size": float(step_size),
+                              **_evaluate_entry(sample, step_size, metric, say)}
+                    _write_scalars(writer, metric, report)
+                    storage.write_json(path, report)
+                    say(f"  {describe(report, metric)}")
+                else:
+                    say(f"checkpoint {checkpoint}, step size {step_size:g}: done before ({path})")
+                reports.append(report)
+                bar.update(1)
     plot_sweep(reports, metric, os.path.join(output_dir, f"{metric.name}_vs_step_size.png"))
     return reports
 
