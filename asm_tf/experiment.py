@@ -45,7 +45,20 @@ class Experiment:
     data_std: Optional[float] = None
 
     def build_score_network(self):
-        return build_network(self.score_network, self.data.example_shape)
+        """The score network, built; a network that maps [0, 1] inputs to [-1, 1] (NCSNv2's `map_input`) does
+        so only when the data's transform leaves them in [0, 1], as in the reference."""
+        def factory():
+            network = self.score_network()
+            transform = self.data.transform
+            if getattr(network, "map_input", False) is not False and (transform.rescale or transform.logit):
+                if network.map_input:
+                    raise ValueError(f"{type(network).__name__}.map_input = True maps [0, 1] to [-1, 1], but "
+                                     "Transform.rescale or Transform.logit already moved the data: leave map_input "
+                                     "unbound")
+                network.map_input = False
+            return network
+
+        return build_network(factory, self.data.example_shape)
 
     def score_model(self, network):
         """The score and denoiser of `network` under this run's parametrization."""

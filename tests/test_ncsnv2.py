@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from asm_tf.data import digits
+from asm_tf.data.transforms import Transform
+from asm_tf.experiment import Experiment
 from asm_tf.models.ncsnv2 import NCSNv2, NCSNv2Deeper, NCSNv2Deepest
 
 
@@ -115,3 +118,20 @@ def test_gin_configures_the_networks():
 
 def test_mixed_precision_keeps_float32_weights_and_statistics(check_mixed_precision):
     check_mixed_precision(lambda: NCSNv2(ngf=8))
+
+
+@pytest.mark.parametrize("transform,mapped", [(Transform(), True), (Transform(rescale=True), False),
+                                              (Transform(logit=True), False)])
+def test_the_input_map_follows_the_datas_transform(transform, mapped):
+    """The reference maps to 2x - 1 only data left in [0, 1]: rescaled or logit data would become 4x - 3."""
+    experiment = Experiment(data=digits.digits(transform=transform), score_network=lambda: NCSNv2(ngf=4))
+    network = experiment.build_score_network()
+    x = tf.random.uniform((2, 16, 16, 1), seed=3)
+    raw = NCSNv2(ngf=4, map_input=False)
+    raw.build(x.shape)
+    raw.set_weights(network.get_weights())
+    np.testing.assert_allclose(network(x).numpy(), raw(2.0 * x - 1.0 if mapped else x).numpy(), atol=1e-6)
+    if not mapped:
+        with pytest.raises(ValueError, match="leave map_input unbound"):
+            Experiment(data=digits.digits(transform=transform),
+                       score_network=lambda: NCSNv2(ngf=4, map_input=True)).build_score_network()

@@ -19,14 +19,15 @@ class RefineNetScoreNetwork(keras.Model):
     STAGES: one (channel multiplier, downsamples, dilation) per stage of two residual blocks, the first of
     which may downsample. REFINE_FEATURES: channel multipliers of the RefineBlocks, deepest first.
     `dilation=False` is the reference's `--no_dilation`: every "down" block then halves the size.
-    `map_input=True` maps data in [0, 1] to 2x - 1 (turn it off when a transform already rescales).
+    `map_input` maps data in [0, 1] to 2x - 1, as the reference does when the data are neither rescaled nor
+    logit-transformed: None (the default) maps unless `Experiment` finds such a transform and turns it off.
     The output has as many channels as the input (taken in `build`).
     """
 
     STAGES = ()
     REFINE_FEATURES = ()
 
-    def __init__(self, *, ngf=128, spectral_norm=False, dilation=True, map_input=True, **kwargs):
+    def __init__(self, *, ngf=128, spectral_norm=False, dilation=True, map_input=None, **kwargs):
         super().__init__(**kwargs)
         if ngf < 2:
             raise ValueError(f"ngf must be at least 2, got {ngf}")
@@ -66,7 +67,7 @@ class RefineNetScoreNetwork(keras.Model):
         if x.shape.rank != 4 or x.shape[-1] != self.data_channels:
             raise ValueError(f"{type(self).__name__} was built for NHWC images with {self.data_channels} "
                              f"channels, got shape {x.shape}")
-        h = self.begin_conv(2.0 * x - 1.0 if self.map_input else x, training=training)
+        h = self.begin_conv(x if self.map_input is False else 2.0 * x - 1.0, training=training)
         skips = []
         for blocks in self.stages:
             for block in blocks:
