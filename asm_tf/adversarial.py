@@ -1,4 +1,5 @@
-"""Settings of adversarial score matching (SPEC 2): the discriminator, its loss, optimiser and schedule."""
+"""Settings of adversarial score matching (docs/algorithm.md#adversarial-step): the discriminator, its loss,
+optimiser and schedule."""
 
 import dataclasses
 from typing import Callable
@@ -20,11 +21,11 @@ class Adversarial:
     Bind the D optimiser with a gin scope, e.g. `Adversarial.optimizer = @discriminator/adam` and
     `discriminator/adam.beta_1 = -0.5`.
 
-    fakes: what the D steps judge. 'fresh' (the reference's schedule, SPEC 2.2): before the score step, each
-    D step denoises a fresh noise draw of its batch with the current score network. 'score_step': the score
-    step runs first and the first D step judges the EDS that the score step computed (same batch and draw,
-    detached), which saves one forward pass of the score network per step; D then judges fakes of the score
-    network as it was before its latest update (one update old). Further D steps (d_steps > 1) stay fresh.
+    fakes: what the D steps judge. 'fresh' (the reference's schedule; docs/algorithm.md#update-schedule): before
+    the score step, each D step denoises a fresh noise draw of its batch with the current score network.
+    'score_step': the score step runs first and the first D step judges the EDS that the score step computed (same
+    batch and draw, detached), which saves one forward pass of the score network per step; D then judges fakes of
+    the score network as it was before its latest update (one update old). Further D steps (d_steps > 1) stay fresh.
     """
 
     discriminator: Callable = gin.REQUIRED
@@ -49,7 +50,8 @@ class Adversarial:
         return gan_losses.gan_loss(self.loss)
 
     def clamp(self, denoised, source):
-        """Clamps image fakes to the model-space image of [0, 1] (SPEC 2.1); points pass unchanged."""
+        """Clamps image fakes to the model-space image of [0, 1] (docs/algorithm.md#what-the-discriminator-sees);
+        points pass unchanged."""
         if not self.clamp_fakes or source.kind != "image":
             return denoised
         low, high = (float(source.transform.to_model(tf.constant(v))) for v in (0.0, 1.0))

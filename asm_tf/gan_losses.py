@@ -1,4 +1,4 @@
-"""GAN losses of the adversarial objective (SPEC 2.4), with batch-mean reductions (SPEC 2.3).
+"""GAN losses of the adversarial objective, with batch-mean reductions (docs/algorithm.md#gan-losses).
 
 Notation: r = D(real), f = D(fake) are logits of one batch, [B] or [B, 1]; <t> is the mean over the batch.
 Every loss is a batch mean of per-example terms, where example i pairs real i with fake i (the fake is the
@@ -13,7 +13,7 @@ single-device gradient. Without `global_batch_size` the means are over the batch
 
 `LSGAN_sat` is the saturating (minimax) form: the score network maximises D's loss on fakes, -<(f+1)^2>.
 The reference's `LSGAN_sat` minimises +<(f+1)^2>, which pulls fakes towards D's fake target, i.e. helps D.
-`LSGAN01` is the notebook's 0/1-target LSGAN used for the 2-D toy runs (SPEC 8).
+`LSGAN01` is the notebook's 0/1-target LSGAN used for the 2-D toy runs.
 """
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Denoising score matching (SPEC 1.2)."""
+"""Denoising score matching (docs/algorithm.md#denoising-score-matching-dsm)."""
 
 import collections
 

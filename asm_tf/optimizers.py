@@ -1,4 +1,4 @@
-"""Adam exactly as PyTorch (and the reference's negative-momentum "Adamp") computes it (SPEC 2.5).
+"""Adam exactly as PyTorch (and the reference's negative-momentum "Adamp") computes it (docs/algorithm.md#optimisers).
 
     m_t = beta_1 m_{t-1} + (1 - beta_1) g_t,   v_t = beta_2 v_{t-1} + (1 - beta_2) g_t^2
     theta_t = theta_{t-1} - lr / (1 - beta_1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta_2^t) + epsilon)
@@ -75,5 +75,6 @@ gin.external_configurable(keras.optimizers.schedules.CosineDecay, module="schedu
 
 @gin.configurable
 def adam(learning_rate=1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
-    """The optimizer of both networks (SPEC 2.5): PyTorch-exact Adam; the paper's runs use lr 1e-4."""
+    """The optimizer of both networks (docs/algorithm.md#optimisers): PyTorch-exact Adam; the paper's runs use
+    lr 1e-4."""
     return TorchAdam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)

@@ -291,8 +291,9 @@ class Trainer:
                               (ctx.replica_id_in_sync_group - first + 1) * local])
 
     def _one_step(self):
-        """One score step and, when adversarial, D_steps discriminator steps: before it on fresh fakes (SPEC
-        2.2), or after it with Adversarial.fakes = 'score_step', the first on the score step's own EDS."""
+        """One score step and, when adversarial, D_steps discriminator steps: before it on fresh fakes
+        (docs/algorithm.md#update-schedule), or after it with Adversarial.fakes = 'score_step', the first on the
+        score step's own EDS."""
         x = self._distribute(next(self.iterator))
         after = bool(self.adversarial) and self.adversarial.fakes == "score_step"
         updates, fakes = [], None

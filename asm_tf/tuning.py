@@ -1,4 +1,4 @@
-"""Tuning without a trained model: sigma_max, the number of noise levels, step sizes, Figure 1 (SPEC 1.1, 1.5-1.7).
+"""Tuning without a trained model: sigma_max, the number of noise levels, step sizes, Figure 1 (docs/algorithm.md).
 
 * Technique 1 (Song & Ermon 2020): sigma_1 ~ the largest pairwise distance between training examples,
   estimated, as the reference does, by the maximum over minibatches of the in-batch pairwise distances.
@@ -172,7 +172,8 @@ def als_fixed_point(sigma, eta):
 def als_noise_std(sigmas, eta, n_sigma, start_std=None):
     """Std of x - x* entering each ALS step (n_sigma per level), for the perfect score; [L * n_sigma].
 
-    One step at level sigma: v^2 <- (1 - eta)^2 v^2 + 2 eta sigma^2 (SPEC 1.6). Starts at sigma_1.
+    One step at level sigma: v^2 <- (1 - eta)^2 v^2 + 2 eta sigma^2 (docs/algorithm.md#als-lag-and-figure-1).
+    Starts at sigma_1.
     """
     sigmas = np.asarray(sigmas, np.float64)
     variance = (sigmas[0] if start_std is None else start_std) ** 2
@@ -223,8 +224,9 @@ class Curve:
 
 
 def figure1_curves(schedule, als_step_size=2e-6, als_n_sigmas=(1, 2, 5, 20), cas_step_size=2e-5, cas_n_sigma=100):
-    """The analytic curves of Figure 1 (SPEC 1.6): ALS for each n_sigma on the training levels, CAS on the
-    grid refined `cas_n_sigma` times. Defaults: eta = 0.02 for ALS and 0.2 for CAS on CIFAR-10's schedule."""
+    """The analytic curves of Figure 1 (docs/algorithm.md#als-lag-and-figure-1): ALS for each n_sigma on the
+    training levels, CAS on the grid refined `cas_n_sigma` times. Defaults: eta = 0.02 for ALS and 0.2 for CAS on
+    CIFAR-10's schedule."""
     levels = schedule.sigmas()
     sigma_end = float(levels[-1])
     curves = []

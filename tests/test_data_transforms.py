@@ -1,4 +1,4 @@
-"""Transforms (SPEC 5): exact inverses with clamping, dequantisation, random flips; image geometry."""
+"""Transforms: exact inverses with clamping, dequantisation, random flips; image geometry."""
 
 import numpy as np
 import pytest

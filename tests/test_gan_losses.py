@@ -23,7 +23,7 @@ def _relu(x):
 
 
 def _hand(r, f):
-    """(D loss, G loss) of every loss, written out from SPEC 2.4 with NumPy means."""
+    """(D loss, G loss) of every loss, written out from the table in docs/algorithm.md#gan-losses with NumPy means."""
     m = np.mean
     return {
         "GAN": (m(_bce(r, 1)) + m(_bce(f, 0)), m(_bce(f, 1))),

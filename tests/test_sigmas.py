@@ -31,15 +31,15 @@ def test_cas_refinement_keeps_end_points_and_takes_the_nth_root_of_the_ratio():
     assert sigmas.min_ratio(refined) == pytest.approx(0.963800 ** 0.2, abs=1e-6)
 
 
-# (levels, n_sigma, step size, eta, beta, lower bound, upper bound) from SPEC 1.5
-SPEC_TABLE = [
+# (levels, n_sigma, step size, eta, beta, lower bound, upper bound) from docs/algorithm.md#step-size-bounds
+CAS_WORKED_NUMBERS = [
     (232, 1, 5.6e-6, 0.0560, 0.2017, 3.620e-6, 1.964e-4),
     (232, 5, 1.1e-6, 0.0110, 0.0857, 7.347e-7, 1.993e-4),
     (232, 5, 1.05e-6, 0.0105, 0.0796, 7.347e-7, 1.993e-4),
 ]
 
 
-@pytest.mark.parametrize("levels,n_sigma,eps,eta,beta,low,high", SPEC_TABLE)
+@pytest.mark.parametrize("levels,n_sigma,eps,eta,beta,low,high", CAS_WORKED_NUMBERS)
 def test_cas_coefficients_and_bounds_match_the_worked_numbers(levels, n_sigma, eps, eta, beta, low, high):
     grid = sigmas.NoiseSchedule(50.0, 0.01, levels).refined(n_sigma)
     got_low, got_high = sigmas.cas_step_size_bounds(grid)

@@ -1,4 +1,4 @@
-"""Tests of the 2-D nearest-neighbour distance (SPEC 8)."""
+"""Tests of the 2-D nearest-neighbour distance (the metric of the reference's 2-D notebook)."""
 
 import numpy as np
 import pytest
@@ -33,7 +33,7 @@ def test_matches_brute_force_and_is_asymmetric_in_parts():
 
 
 def test_two_real_samples_match_spec_baseline():
-    # SPEC 8: two independent samples of 5,000 points of 25 Gaussians give about 0.0058.
+    # Measured baseline: two independent samples of 5,000 points of 25 Gaussians give about 0.0058.
     total = toy2d.distance_total(toy_data.sample("25gaussians", 5000, 1), toy_data.sample("25gaussians", 5000, 2))
     assert 0.0045 < total < 0.0075
 

@@ -1,4 +1,5 @@
-"""The paper's Figure 1: the noise std during idealised sampling with a perfect score (SPEC 1.6).
+"""The paper's Figure 1: the noise std during idealised sampling with a perfect score
+(docs/algorithm.md#als-lag-and-figure-1).
 
     python tools/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few ms
     python tools/figure1.py --output figure1.png --simulate # also runs the library's ALS/CAS samplers

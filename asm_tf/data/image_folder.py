@@ -1,4 +1,4 @@
-"""Any directory of PNG/JPEG images (searched recursively) as a dataset, and FFHQ (SPEC 5).
+"""Any directory of PNG/JPEG images (searched recursively) as a dataset, and FFHQ.
 
 Images are resized (shorter side) and center-cropped to `image_size`; grayscale and RGBA images are
 converted to `channels`. Every file is decoded once when the source is made: an unreadable or corrupt

@@ -1,4 +1,4 @@
-"""Image decoding and geometry in TensorFlow ops (SPEC 5): center crops and torchvision-style resizes.
+"""Image decoding and geometry in TensorFlow ops: center crops and torchvision-style resizes.
 
 All functions take and return single uint8 images [H, W, C], so that they run inside tf.data maps.
 Resizing is bilinear with antialiasing (as PIL does when torchvision resizes), rounded back to uint8.

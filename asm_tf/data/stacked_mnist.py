@@ -1,4 +1,4 @@
-"""Stacked MNIST (SPEC 5): three independently shuffled MNIST digits as the R, G, B channels.
+"""Stacked MNIST: three independently shuffled MNIST digits as the R, G, B channels.
 
 Label = 100 * R + 10 * G + B (1,000 modes). Unlike the reference, whose [-1, 1] data faced fakes clamped
 to [0, 1], images are in [0, 1] like every other dataset here. Every epoch stacks new triples: channel c
@@ -71,7 +71,7 @@ def load_stacked_mnist(split="test", seed=0, num_examples=None, data_dir=None):
 @gin.configurable
 @defer_missing_data(lambda **_: (28, 28, NUM_CHANNELS))
 def stacked_mnist(split="train", data_dir=None, random_flip=False, transform=None):
-    """Stacked MNIST at 28x28x3 in [0, 1] from TFDS mnist, no flips (SPEC 5); 60,000 examples an epoch.
+    """Stacked MNIST at 28x28x3 in [0, 1] from TFDS mnist, no flips; 60,000 examples an epoch.
 
     `labelled_arrays(split)` returns load_stacked_mnist(split) (seed 0) for mode counting.
     """

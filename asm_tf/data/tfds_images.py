@@ -1,4 +1,4 @@
-"""TFDS image datasets with the reference's preprocessing (SPEC 5): CIFAR-10, CelebA, LSUN.
+"""TFDS image datasets with the reference's preprocessing: CIFAR-10, CelebA, LSUN.
 
 Nothing here downloads: a dataset that is not prepared under `data_dir` (default: TFDS's, i.e.
 $TFDS_DATA_DIR or ~/tensorflow_datasets) fails at once with the command that prepares it.
@@ -109,7 +109,7 @@ def tfds_image_source(name, *, source_name, factory, split, data_dir, example_sh
 @defer_missing_data(lambda **_: (32, 32, 3))
 def cifar10(split="train", data_dir=None, random_flip=True, transform=None, in_memory=True,
             shuffle_buffer=SHUFFLE_BUFFER):
-    """CIFAR-10 at 32x32x3 (torchvision Resize(32) is the identity), random flips on (SPEC 5)."""
+    """CIFAR-10 at 32x32x3 (torchvision Resize(32) is the identity), random flips on."""
     return tfds_image_source(
         "cifar10", source_name="cifar10", factory="cifar10", split=split, data_dir=data_dir,
         example_shape=(32, 32, 3), preprocess=lambda image: image_ops.resize_and_center_crop(image, 32),
@@ -120,7 +120,7 @@ def cifar10(split="train", data_dir=None, random_flip=True, transform=None, in_m
 @defer_missing_data(lambda image_size, **_: (image_size, image_size, 3))
 def celeba(split="train", image_size=64, crop_size=140, data_dir=None, random_flip=True, transform=None,
            in_memory=None, shuffle_buffer=SHUFFLE_BUFFER):
-    """CelebA (TFDS celeb_a): CenterCrop(140) then Resize(64), random flips (SPEC 5).
+    """CelebA (TFDS celeb_a): CenterCrop(140) then Resize(64), random flips.
 
     `in_memory`: None keeps the decoded images in memory when they fit (MAX_IN_MEMORY_BYTES).
     """
@@ -135,7 +135,7 @@ def celeba(split="train", image_size=64, crop_size=140, data_dir=None, random_fl
 @defer_missing_data(lambda category, image_size, **_: (image_size or LSUN_IMAGE_SIZES[category],) * 2 + (3,))
 def lsun(category="church_outdoor", image_size=None, split="train", data_dir=None, random_flip=True,
          transform=None, in_memory=None, shuffle_buffer=SHUFFLE_BUFFER):
-    """LSUN `category` (TFDS lsun/<category>): Resize(s) then CenterCrop(s), random flips (SPEC 5).
+    """LSUN `category` (TFDS lsun/<category>): Resize(s) then CenterCrop(s), random flips.
 
     `image_size` defaults to the reference's: 64 for church_outdoor, 128 for tower.
     """

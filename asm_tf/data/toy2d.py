@@ -1,4 +1,4 @@
-"""2-D toy data (SPEC 8): swissroll, 8gaussians and 25gaussians as the notebook generates them."""
+"""2-D toy data: swissroll, 8gaussians and 25gaussians as the notebook generates them."""
 
 import gin
 import numpy as np

@@ -1,4 +1,4 @@
-"""Data transforms between data space ([0, 1] images, or raw points) and model space (SPEC 5).
+"""Data transforms between data space ([0, 1] images, or raw points) and model space.
 
 The reference's `data_transform`: optional dequantisation (uniform or Gaussian), then either a rescale to
 [-1, 1] or a logit transform. Its inverse undoes the map and clamps images to [0, 1]. The random

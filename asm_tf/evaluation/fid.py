@@ -1,4 +1,4 @@
-"""Frechet Inception Distance: feature extractors, feature statistics and the Frechet distance (SPEC 6).
+"""Frechet Inception Distance: feature extractors, feature statistics and the Frechet distance.
 
 The default extractor is the FID Inception network (pool3, 2048 features), loaded from a local file whose path
 is configured (`load_feature_extractor.path` in gin, or the `--inception_path` flag of the tools); nothing is

@@ -1,4 +1,4 @@
-"""Inception Score (SPEC 6): exp(E_x KL(p(y|x) || p(y))) over 10 splits, from an extractor's logits."""
+"""Inception Score: exp(E_x KL(p(y|x) || p(y))) over 10 splits, from an extractor's logits."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""Mode coverage of digit data (SPEC 6): digit classifiers, covered modes and KL(generated classes || uniform).
+"""Mode coverage of digit data: digit classifiers, covered modes and KL(generated classes || uniform).
 
 Single-channel images have 10 modes (their digit). Stacked MNIST images (3 channels) have 1000 modes:
 every channel is classified separately and mode = 100 * digit(R) + 10 * digit(G) + digit(B).

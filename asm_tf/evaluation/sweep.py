@@ -1,4 +1,4 @@
-"""Evaluation sweeps over checkpoints and step sizes (SPEC 6), resumable, with plots and TensorBoard scalars.
+"""Evaluation sweeps over checkpoints and step sizes, resumable, with plots and TensorBoard scalars.
 
 Every (checkpoint, step size) entry evaluates the final and the denoised (EDS) samples of the same seeds and
 writes one JSON report `ckpt<step>_eps<step size>.json` holding the metric's numbers, the sample count, the

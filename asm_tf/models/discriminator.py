@@ -1,4 +1,4 @@
-"""Discriminators (SPEC 2.6, 4.4): BigGAN's spectrally normalised ResNet discriminator and the 2-D toy MLP.
+"""Discriminators: BigGAN's spectrally normalised ResNet discriminator and the 2-D toy MLP.
 
 Spectral normalisation follows BigGAN (the reference's `layers_biggan.SN`) rather than Keras's
 `keras.layers.SpectralNormalization`, which differs in ways that change training:
@@ -149,7 +149,7 @@ class SelfAttention(keras.layers.Layer):
 
 
 class DBlock(keras.layers.Layer):
-    """BigGAN discriminator residual block (SPEC 2.6).
+    """BigGAN discriminator residual block.
 
     h = [ReLU unless first] -> SNConv3x3 -> ReLU -> SNConv3x3 -> [AvgPool2]; the shortcut is a 1x1 SNConv
     when the channels change or the block downsamples (pool then conv in the first block, conv then pool later).
@@ -247,7 +247,7 @@ def count_trainable_parameters(model):
 
 @gin.configurable
 def toy_discriminator(hidden=512, depth=3):
-    """The notebook's 2-D discriminator (SPEC 4.4): the toy MLP with one output; its logits are [B, 1]."""
+    """The notebook's 2-D discriminator: the toy MLP with one output; its logits are [B, 1]."""
     return ToyMLP(hidden=hidden, depth=depth, out_dim=1)
 
 

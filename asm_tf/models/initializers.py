@@ -1,4 +1,4 @@
-"""Initialisers that reproduce the reference's PyTorch defaults (SPEC 4.1, 4.4)."""
+"""Initialisers that reproduce the reference's PyTorch defaults."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""NCSNv2 RefineNet score networks (SPEC 4.1): NCSNv2, NCSNv2Deeper, NCSNv2Deepest.
+"""NCSNv2 RefineNet score networks (Song & Ermon 2020): NCSNv2, NCSNv2Deeper, NCSNv2Deepest.
 
 Unconditional, as in the paper's code: the network never sees sigma and its output is read as -z
 (score = net / sigma). Initialisation is PyTorch's default, as in the reference. The reference's `dae`

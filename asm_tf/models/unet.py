@@ -1,4 +1,4 @@
-"""The DDPM-style UNet score network of the reference (Ho et al. 2020; SPEC 4.2), unconditional.
+"""The DDPM-style UNet score network of the reference (Ho et al. 2020), unconditional.
 
 The reference creates a sinusoidal time-embedding MLP (ch -> 4ch -> 4ch, 328,704 parameters at ch 128) that
 no forward pass uses, because the network is never conditioned on sigma; it is left out here, so the
