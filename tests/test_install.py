@@ -1,15 +1,13 @@
 """One TensorFlow per install: asm-tf's own requirements for the CPU and the GPU command (offline, from its
 metadata), and a consistent test environment. tools/check_install.py resolves both installs in full (it reads
-PyPI's metadata of the CUDA wheels, about two minutes): .ci/run runs it."""
+PyPI's metadata of the CUDA wheels, about two minutes): run it by hand when setup.py changes."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-import check_install  # noqa: E402
+from tools import check_install
 
 
 @pytest.mark.parametrize("device,expected", [("cpu", "tensorflow-cpu==2.21.0"), ("gpu", "tensorflow[and-cuda]==2.21.0")])

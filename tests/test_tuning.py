@@ -212,7 +212,7 @@ def test_figure1_tool_writes_png_and_csv(tmp_path, capsys):
 
 def test_sigma_max_tool_on_toy_data(capsys, clean_gin):
     tool = _tool("sigma_max")
-    args = ["--source", "toy2d", "--gin_param", "toy2d.name = '8gaussians'", "--num_batches", "3",
+    args = ["--source", "toy2d", "--gin_bindings", "toy2d.name = '8gaussians'", "--num_batches", "3",
             "--batch_size", "64", "--no_progress"]
     assert tool.main(args) == 0
     out = capsys.readouterr().out

@@ -29,15 +29,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+from matplotlib.figure import Figure
+
+from asm_tf.cli.common import UserError, parse_seeds
+from asm_tf.evaluation.sweep import parse_step_sizes, report_path
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, REPO)
-
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from asm_tf.cli.common import UserError, parse_seeds  # noqa: E402
-from asm_tf.evaluation.sweep import parse_step_sizes, report_path  # noqa: E402
 
 NETWORKS = {
     "ncsnv2": ["Experiment.score_network = @NCSNv2", "NCSNv2.ngf = 16"],

@@ -27,8 +27,6 @@ import os
 import sys
 import time
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import asm_tf  # noqa: E402,F401  (before TensorFlow: turns oneDNN on)
 import gin  # noqa: E402

@@ -22,12 +22,10 @@ import argparse
 import os
 import sys
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from asm_tf import sigmas, tuning  # noqa: E402
+from asm_tf import sigmas, tuning
 
 
 def main(argv=None):

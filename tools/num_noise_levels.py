@@ -11,13 +11,10 @@ CIFAR-10 (D = 3072, sigma 50 to 0.01): gamma = 0.96314, L = 226.8 (the paper's c
 
 import argparse
 import math
-import os
 import sys
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from asm_tf import tuning  # noqa: E402
+from asm_tf import tuning
 
 
 def main(argv=None):

@@ -1,7 +1,7 @@
 """Technique 1 (Song & Ermon 2020): sigma_max ~ the largest pairwise distance between training examples.
 
     python tools/sigma_max.py --gin_file gin_configs/toy2d_swissroll.gin
-    python tools/sigma_max.py --source toy2d --gin_param "toy2d.name = '25gaussians'" --num_batches 50
+    python tools/sigma_max.py --source toy2d --gin_bindings "toy2d.name = '25gaussians'" --num_batches 50
     python tools/sigma_max.py --gin_file gin_configs/cifar10_ncsnv2.gin --batch_size 128
 
 As the reference's --compute_approximate_sigma_max does, it takes the largest pairwise Euclidean distance
@@ -18,8 +18,6 @@ import os
 import pkgutil
 import sys
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gin  # noqa: E402
@@ -53,7 +51,7 @@ def data_source(source_name):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gin_file", action="append", default=[], help="a run's gin file (repeatable)")
-    parser.add_argument("--gin_param", action="append", default=[], help="a gin binding (repeatable)")
+    parser.add_argument("--gin_bindings", action="append", default=[], help="a gin binding (repeatable)")
     parser.add_argument("--source", help="gin name of a DataSource factory (default: the run's Experiment.data)")
     parser.add_argument("--batch_size", type=int, default=128, help="default 128, as the reference's CIFAR-10 run")
     parser.add_argument("--num_batches", type=int, help="batches to scan (default: one epoch, if known)")
@@ -64,7 +62,7 @@ def main(argv=None):
         parser.error("--batch_size must be at least 2")
     try:
         register_configurables()
-        tuning.load_gin_config(args.gin_file, args.gin_param)
+        tuning.load_gin_config(args.gin_file, args.gin_bindings)
         source = data_source(args.source)
         num_batches = args.num_batches
         if num_batches is None:

@@ -19,19 +19,16 @@ Exits with status 1 when --step_size is outside the CAS bounds of some n_sigma.
 """
 
 import argparse
-import os
 import sys
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from asm_tf import sigmas, tuning  # noqa: E402
+from asm_tf import sigmas, tuning
 
 
 def add_schedule_flags(parser):
     """Flags of a NoiseSchedule; unset ones come from gin or the NoiseSchedule defaults."""
     parser.add_argument("--gin_file", action="append", default=[], help="a run's gin file (repeatable)")
-    parser.add_argument("--gin_param", action="append", default=[], help="a gin binding (repeatable)")
+    parser.add_argument("--gin_bindings", action="append", default=[], help="a gin binding (repeatable)")
     parser.add_argument("--sigma_begin", type=float, help="largest noise level sigma_1")
     parser.add_argument("--sigma_end", type=float, help="smallest noise level sigma_L")
     parser.add_argument("--num_levels", type=int, help="number of training noise levels L")
@@ -39,7 +36,7 @@ def add_schedule_flags(parser):
 
 
 def schedule_from_flags(args):
-    tuning.load_gin_config(args.gin_file, args.gin_param)
+    tuning.load_gin_config(args.gin_file, args.gin_bindings)
     given = {name: getattr(args, name) for name in ("sigma_begin", "sigma_end", "num_levels", "spacing")
              if getattr(args, name) is not None}
     return sigmas.NoiseSchedule(**given)
