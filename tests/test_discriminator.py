@@ -46,7 +46,7 @@ def test_forward_pass_small_model_with_attention_in_a_graph():
 
 
 def test_attention_is_the_identity_at_initialisation():
-    layer = disc.SelfAttention()
+    layer = disc.BigGANSelfAttention()
     x = tf.random.stateless_normal([2, 8, 8, 16], seed=[3, 4])
     np.testing.assert_array_equal(layer(x).numpy(), x.numpy())
     assert float(layer.gamma) == 0.0

@@ -188,7 +188,7 @@ def test_residual_block_resampling_modes():
 def test_self_attention_matches_numpy():
     rng = _rng()
     x = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
-    attention = layers.SelfAttention(norm_groups=2)
+    attention = layers.UNetSelfAttention(norm_groups=2)
     attention.build(x.shape)
     for variable in attention.kernels + attention.biases:
         variable.assign(rng.normal(size=variable.shape).astype(np.float32) * 0.5)

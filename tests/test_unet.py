@@ -34,12 +34,12 @@ def test_structure_of_the_reference():
     network = tiny_unet()
     network.build((None, 32, 32, 3))
     down_kinds = [[type(layer).__name__ for layer in step] for step in network.down_steps]
-    assert down_kinds == [["ResnetBlock"]] * 2 + [["Downsample"]] + [["ResnetBlock", "SelfAttention"]] * 2 + [
+    assert down_kinds == [["ResnetBlock"]] * 2 + [["Downsample"]] + [["ResnetBlock", "UNetSelfAttention"]] * 2 + [
         ["Downsample"]] + [["ResnetBlock"]] * 2 + [["Downsample"]] + [["ResnetBlock"]] * 2
     up_blocks = [step for step in network.up_steps if not isinstance(step[0], Upsample)]
     assert len(up_blocks) == 4 * 3
     assert sum(len(step) == 2 for step in up_blocks) == 3  # attention at level 1 going up
-    assert [type(layer).__name__ for layer in network.middle] == ["ResnetBlock", "SelfAttention", "ResnetBlock"]
+    assert [type(layer).__name__ for layer in network.middle] == ["ResnetBlock", "UNetSelfAttention", "ResnetBlock"]
 
 
 def test_initialisation_follows_the_reference():

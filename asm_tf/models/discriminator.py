@@ -64,7 +64,8 @@ def power_iteration(matrix, u, eps=SN_EPS):
 
 
 class _SpectralNormLayer(keras.layers.Layer):
-    """Base of the SN layers: a kernel whose last axis is the output, a bias, and the singular vector u."""
+    """Base of BigGAN's spectrally normalised layers (not NCSNv2's PyTorch-style
+    `layers.Conv(spectral_norm=True)`): a kernel whose last axis is the output, a bias, and the singular vector u."""
 
     def __init__(self, units, use_bias=True, eps=SN_EPS, **kwargs):
         super().__init__(**kwargs)
@@ -122,13 +123,14 @@ def _avg_pool2(x):
     return ops.average_pool(x, pool_size=2, strides=2, padding="valid")
 
 
-class SelfAttention(keras.layers.Layer):
-    """SAGAN non-local block as in BigGAN: theta, phi (C/8), g (C/2), phi and g max-pooled by 2; x + gamma * o."""
+class BigGANSelfAttention(keras.layers.Layer):
+    """BigGAN's attention (not the UNet's, `layers.UNetSelfAttention`), SAGAN's non-local block: theta, phi
+    (C/8), g (C/2), phi and g max-pooled by 2; x + gamma * o."""
 
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels < 8 or channels % 8:
-            raise ValueError(f"SelfAttention needs a channel count divisible by 8, got {channels}")
+            raise ValueError(f"BigGANSelfAttention needs a channel count divisible by 8, got {channels}")
         self.theta = SNConv2D(channels // 8, 1, use_bias=False, name="theta")
         self.phi = SNConv2D(channels // 8, 1, use_bias=False, name="phi")
         self.g = SNConv2D(channels // 2, 1, use_bias=False, name="g")
@@ -219,7 +221,7 @@ class BigGANDiscriminator(keras.Model):
             shape = (shape[0], side, side, self.ch * multiplier)
             self.stages.append(block)
             if side in self.attention_resolutions:
-                attention = SelfAttention(name=f"attention{index}")
+                attention = BigGANSelfAttention(name=f"attention{index}")
                 attention.build(shape)
                 self.stages.append(attention)
         self.linear = SNDense(1, name="linear")

@@ -33,7 +33,8 @@ class Conv(keras.layers.Layer):
     "same" for strided convolutions). Initialisers default to PyTorch's (SPEC 4.1); the bias default
     depends on the fan-in and is made in `build`.
 
-    `spectral_norm=True` divides the kernel by its largest singular value, estimated as in PyTorch's
+    `spectral_norm=True` (NCSNv2's option; the discriminator's is BigGAN's, `discriminator.SNConv2D`) divides the
+    kernel by its largest singular value, estimated as in PyTorch's
     `spectral_norm` with one power iteration per training call (the vector u is a non-trainable weight).
     Outside training the stored u is used without updating it.
     """
@@ -362,8 +363,9 @@ class RefineBlock(keras.layers.Layer):
         return self.output_units(self.pooling(h, training=training), training=training)
 
 
-class SelfAttention(keras.layers.Layer):
-    """Single-head self-attention over all positions (UNet, SPEC 4.2), with a residual connection.
+class UNetSelfAttention(keras.layers.Layer):
+    """The DDPM UNet's attention block (not BigGAN's, `discriminator.BigGANSelfAttention`): single-head
+    self-attention over all positions, with a residual connection.
 
     GroupNorm, then q, k, v by 1x1 linear maps, softmax(q k^T / sqrt(C)) v, an output 1x1 map, plus x.
     """

@@ -17,7 +17,7 @@ import gin
 import keras
 import tensorflow as tf
 
-from asm_tf.models.layers import Conv, GroupNorm, SelfAttention, channels_shape, swish
+from asm_tf.models.layers import Conv, GroupNorm, UNetSelfAttention, channels_shape, swish
 
 
 def xavier_uniform(scale):
@@ -111,7 +111,7 @@ class UNet(keras.Model):
         return block
 
     def _attention(self, channels):
-        attention = SelfAttention(self.norm_groups, kernel_initializer=xavier_uniform(1.0),
+        attention = UNetSelfAttention(self.norm_groups, kernel_initializer=xavier_uniform(1.0),
                                   output_initializer=xavier_uniform(0.0))
         attention.build(channels_shape(channels))
         return attention
