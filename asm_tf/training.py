@@ -3,27 +3,19 @@
 Faults it survives:
 - Preemption: SIGTERM or SIGINT saves a checkpoint at the step every worker agrees on and raises
   TrainingInterrupted; running again resumes.
-- Crashes: TensorFlow writes a checkpoint's files under temporary names and commits it by renaming its
-  index and then rewriting the `checkpoint` list, so a crash during a save leaves the previous checkpoint
-  listed and whole. A checkpoint that cannot be read (truncated, corrupt) is reported and the one before
-  it restored instead.
-- Full or read-only storage: a checkpoint (or the TensorBoard writer) that cannot be written raises
-  storage.StorageError naming its path; the checkpoint's partial files are removed and the previous one
-  stays listed and whole.
+- Crashes, unreadable checkpoints, full or read-only storage: see asm_tf/checkpointing.py (the previous
+  checkpoint always stays whole; an unreadable one is reported and the one before it restored), and the
+  TensorBoard writer raises storage.StorageError naming its path.
 - Non-finite values: every update is applied only if its loss and its summed gradients are finite; a
   non-finite one stops training (FloatingPointError naming the step and the quantities) or, with
   nonfinite='skip', is skipped and counted.
 
-Under MultiWorkerMirroredStrategy the chief alone writes summaries, previews and the checkpoints that
-count; the other workers save to a temporary directory that they delete (saving is collective) and each
-worker saves its own input position in checkpoints/worker-<k>-of-<n>/.
+Under MultiWorkerMirroredStrategy the chief alone writes summaries, previews and the checkpoints that count.
 """
 
 import dataclasses
 import math
 import os
-import shutil
-import tempfile
 import time
 from typing import Callable, Optional
 
@@ -35,7 +27,8 @@ import tensorflow as tf
 from asm_tf import losses, noise, optimizers, progress, sampling, storage, summaries
 from asm_tf import precision as _precision
 from asm_tf.adversarial import Adversarial  # noqa: F401  (registers it with gin)
-from asm_tf.distribution import STRATEGIES, WorkerSums, make_strategy, workers_of  # noqa: F401  (public here too)
+from asm_tf.checkpointing import TrainingCheckpoints
+from asm_tf.distribution import WorkerSums, workers_of
 from asm_tf.ema import EMA
 from asm_tf.experiment import CHECKPOINT_DIR, OPERATIVE_CONFIG_FILE, Experiment, build_network, parameter_count
 from asm_tf.preemption import StopSignals, TrainingInterrupted
@@ -147,11 +140,10 @@ class Trainer:
         else:
             dataset = data.make_dataset(batch_size, seed)
         self.iterator = iter(dataset)
-        self._make_checkpoints(max_checkpoints)
         self._worker_sums = WorkerSums(self.strategy, self.workers)
+        self._make_checkpoints(max_checkpoints)
         self._train_steps = tf.function(self._steps)
         self._preview_sampler = self._preview_batch = None
-        self._saved_step = None
 
     def _trained(self, prefix, network, optimizer, gradients, loss_name, scaled, after_update=lambda: None):
         return _Trained(prefix=prefix, variables=network.trainable_variables, optimizer=optimizer,
@@ -172,17 +164,8 @@ class Trainer:
                            d_skipped_updates=self.d_update.skipped)
             if self.d_update.loss_scale:
                 tracked.update(d_loss_scale=self.d_update.loss_scale)
-        directory = os.path.join(self.workdir, CHECKPOINT_DIR)
-        self.input_manager = None
-        if self.workers.count == 1:
-            tracked.update(iterator=self.iterator)
-        else:  # each worker reads its own shard: its input position is its own checkpoint
-            self.input_manager = tf.train.CheckpointManager(
-                tf.train.Checkpoint(iterator=self.iterator),
-                os.path.join(directory, f"worker-{self.workers.index}-of-{self.workers.count}"),
-                max_to_keep=max_checkpoints)
-        self.checkpoint = tf.train.Checkpoint(**tracked)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_checkpoints)
+        self.checkpoints = TrainingCheckpoints(tracked, self.iterator, os.path.join(self.workdir, CHECKPOINT_DIR),
+                                               self.workers, self._worker_sums, max_checkpoints)
 
     # ---------------------------------------------------------------- one step
     def _example_seeds(self, local_batch, draw):
@@ -326,81 +309,6 @@ class Trainer:
         names = ["loss", "loss_dsm", "grad_norm"]
         return names + (["loss_g", "loss_d", "d_grad_norm", "d_real", "d_fake"] if self.adversarial else [])
 
-    # ---------------------------------------------------------------- checkpoints
-    def _checkpoint_path(self, step):
-        return os.path.join(self.manager.directory, f"ckpt-{step}")
-
-    def _restore_step(self, step):
-        """Restores the checkpoint of `step` (and this worker's input position); the error if it cannot be read."""
-        try:
-            self.checkpoint.restore(self._checkpoint_path(step)).assert_existing_objects_matched()
-            if self.input_manager:
-                path = os.path.join(self.input_manager.directory, f"ckpt-{step}")
-                self.input_manager.checkpoint.restore(path).assert_existing_objects_matched()
-        except storage.CHECKPOINT_READ_ERRORS as error:
-            return error
-        return None
-
-    def restore(self, log=print):
-        """Restores the newest readable checkpoint, the same one on every worker; returns its step (0 if none).
-
-        The chief proposes checkpoints newest first; a checkpoint that any worker cannot read is reported
-        and the one before it tried.
-        """
-        chief = self.workers.is_chief
-        candidates = [int(path.rsplit("-", 1)[1]) for path in reversed(self.manager.checkpoints)] if chief else []
-        unreadable = []
-        while True:
-            proposal = candidates.pop(0) if candidates else (-1 if unreadable else 0)
-            step = int(self._worker_sums([proposal if chief else 0])[0])
-            if step == 0:
-                return 0
-            if step < 0:
-                hint = (f" (a run of {self.workers.count} workers also needs checkpoints/worker-<k>-of-"
-                        f"{self.workers.count}/: resume with as many workers as it was saved with)"
-                        if self.workers.count > 1 else "")
-                raise ValueError(f"no readable checkpoint in {self.manager.directory}{hint}: "
-                                 f"{'; '.join(unreadable)}; move the directory away to start over")
-            error = self._restore_step(step)
-            if not self._worker_sums([error is not None])[0]:
-                self._saved_step = step
-                return step
-            reason = storage.first_line(error) if error else "another worker could not read it"
-            unreadable.append(f"ckpt-{step} ({reason})")
-            log(f"warning: cannot restore {self._checkpoint_path(step)} ({reason}); trying the checkpoint before it")
-
-    def save(self, step):
-        """Saves a checkpoint of `step` on every worker (saving is collective under MultiWorkerMirroredStrategy):
-        each worker's input position first, then the chief's checkpoint, which commits the step; the other
-        workers write theirs to a temporary directory and delete it."""
-        if self.input_manager:
-            with storage.writing(os.path.join(self.input_manager.directory, f"ckpt-{step}"), "checkpoint"):
-                self.input_manager.save(checkpoint_number=step)
-        if self.workers.is_chief:
-            self._save_or_clean_up(step)
-        else:
-            scratch = tempfile.mkdtemp(prefix="asm_worker_checkpoint_")
-            try:
-                self.checkpoint.write(os.path.join(scratch, "ckpt"))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-        self._saved_step = step
-
-    def _save_or_clean_up(self, step):
-        """The chief's save of `step`; if it cannot be written, its partial files are removed (the checkpoints
-        listed before stay as they were) and StorageError names the path."""
-        path = self._checkpoint_path(step)
-        try:
-            with storage.writing(path, "checkpoint"):
-                self.manager.save(checkpoint_number=step)
-        except storage.StorageError as error:
-            previous = tf.train.latest_checkpoint(self.manager.directory)  # what the `checkpoint` file lists
-            if previous != path:  # not committed: remove TF's temporary files and any half-written ones
-                storage.remove_quietly(tf.io.gfile.glob(path + ".*") + tf.io.gfile.glob(path + "_temp*"))
-            raise storage.StorageError(f"{error}; the previous checkpoint ({previous or 'none'}) is intact: make "
-                                       "room or make the directory writable, then run the same command to resume"
-                                       ) from None
-
     # ---------------------------------------------------------------- the loop
     def preview(self, seeds):
         """EMA samples for the seeds with the run's sampler settings: (final, denoised) in data space."""
@@ -439,9 +347,9 @@ class Trainer:
         Raises TrainingInterrupted after saving a checkpoint if SIGTERM or SIGINT arrives (on any worker),
         and FloatingPointError at a non-finite update when nonfinite='stop'. Only the chief logs progress.
         """
-        start_step = self.restore(log)
+        start_step = self.checkpoints.restore(log)
         if start_step:
-            log(f"resumed from step {start_step} ({self._checkpoint_path(start_step)})")
+            log(f"resumed from step {start_step} ({self.checkpoints.path(start_step)})")
         chief = self.workers.is_chief
         writer = self._summary_writer() if chief else tf.summary.create_noop_writer()
         metrics, step, tick, tick_step = {}, start_step, time.time(), start_step
@@ -479,7 +387,7 @@ class Trainer:
                 if chief and self.sample_every and step % self.sample_every == 0:
                     self._write_previews(writer, step)
                 if step % self.checkpoint_every == 0 or step == self.num_steps:
-                    self.save(step)
+                    self.checkpoints.save(step)
         writer.flush()
         self._worker_sums([0])  # no worker leaves (and stops serving collectives) before all have saved
         return metrics
@@ -514,10 +422,10 @@ class Trainer:
             return tf.summary.create_file_writer(directory)
 
     def _interrupt(self, reason, step):
-        if self._saved_step != step:
-            self.save(step)
+        if self.checkpoints.saved_step != step:
+            self.checkpoints.save(step)
         self._worker_sums([0])
-        raise TrainingInterrupted(reason, step, self._checkpoint_path(step))
+        raise TrainingInterrupted(reason, step, self.checkpoints.path(step))
 
     def _fault_scalars(self):
         """Skipped-update counts (when updates can be skipped) and loss scales (under mixed_float16)."""
@@ -531,7 +439,7 @@ class Trainer:
 
     def _nonfinite_message(self, metrics, step):
         names = [name for name, value in metrics.items() if not np.isfinite(value)] or ["gradients"]
-        last = self.manager.latest_checkpoint if self.workers.is_chief else "the chief's newest checkpoint"
+        last = self.checkpoints.latest if self.workers.is_chief else "the chief's newest checkpoint"
         return (f"non-finite {', '.join(names)} in step {step}: training stopped without applying it; "
                 f"the last good checkpoint is {last} (Trainer.nonfinite = 'skip' skips such updates instead)")
 

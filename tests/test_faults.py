@@ -117,7 +117,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_naming_it_and_loses_nothing(t
         "command to resume")
     assert sorted(os.listdir(workdir / "checkpoints")) == sorted(before)  # no partial ckpt-6 left, ckpt-3 listed
     assert {name: open(workdir / "checkpoints" / name, "rb").read() for name in before} == before
-    assert make_trainer(workdir, num_steps=3).restore(quiet) == 3
+    assert make_trainer(workdir, num_steps=3).checkpoints.restore(quiet) == 3
 
 
 def poisoned(source, batch_index):

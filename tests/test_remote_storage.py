@@ -75,7 +75,7 @@ def test_train_resume_sample_export_and_evaluate_on_ram(ram_workdir):
     training.Trainer(workdir, tf.distribute.get_strategy()).train(log=lambda _: None)
     assert tf.io.gfile.glob(f"{workdir}/tensorboard/events.*")
     resumed = training.Trainer(workdir, tf.distribute.get_strategy(), num_steps=30)
-    assert resumed.restore(log=lambda _: None) == 20
+    assert resumed.checkpoints.restore(log=lambda _: None) == 20
 
     loaded = run.load_run(workdir, log=lambda _: None)
     settings = sampling.SamplerSettings()

@@ -22,7 +22,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin configuration file(s), applied in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. 'Trainer.num_steps = 1000'.")
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, config.gin.")
-flags.DEFINE_enum("strategy", "auto", list(training.STRATEGIES),
+flags.DEFINE_enum("strategy", "auto", list(distribution.STRATEGIES),
                   "tf.distribute strategy: auto (multi_worker if TF_CONFIG names a cluster, else mirrored), all "
                   "local devices, one device, the workers of TF_CONFIG, or a TPU.")
 flags.DEFINE_string("tpu", "local", "With --strategy=tpu: the TPU's name or address ('local' on a TPU VM).")
@@ -83,8 +83,8 @@ def main(argv):
     config_text = gin.config_str()
     if FLAGS.workdir:
         common.check_workdir_config(FLAGS.workdir, config_text, FLAGS.allow_config_change)
-    strategy = training.make_strategy(strategy_name(FLAGS.strategy, FLAGS.dry_run), tpu=FLAGS.tpu)
-    one_writer = FLAGS.workdir and not FLAGS.dry_run and training.workers_of(strategy).is_chief
+    strategy = distribution.make_strategy(strategy_name(FLAGS.strategy, FLAGS.dry_run), tpu=FLAGS.tpu)
+    one_writer = FLAGS.workdir and not FLAGS.dry_run and distribution.workers_of(strategy).is_chief
     lock = storage.WorkdirLock(FLAGS.workdir).acquire() if one_writer else None  # held while referenced
     trainer = training.Trainer(FLAGS.workdir or tempfile.mkdtemp(prefix="asm_dry_run_"), strategy)
     chief = trainer.workers.is_chief
@@ -111,7 +111,7 @@ def main(argv):
         print(f"asm-train: error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     if chief:
-        print(f"done: checkpoints in {trainer.manager.directory}; "
+        print(f"done: checkpoints in {trainer.checkpoints.directory}; "
               f"tensorboard --logdir {FLAGS.workdir}/tensorboard", flush=True)
     if lock:
         lock.release()

@@ -1,0 +1,121 @@
+"""A training run's checkpoints: saving that loses nothing when storage fails, and restoring the newest
+readable checkpoint, the same one on every worker.
+
+TensorFlow writes a checkpoint's files under temporary names and commits it by renaming its index and then
+rewriting the `checkpoint` list, so a crash during a save leaves the previous checkpoint listed and whole. A
+checkpoint that cannot be written raises storage.StorageError naming its path, after its partial files are
+removed. Under MultiWorkerMirroredStrategy saving is collective: the chief's checkpoint counts, the other
+workers write theirs to a temporary directory that they delete, and each worker keeps its own input position
+in checkpoints/worker-<k>-of-<n>/.
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from asm_tf import storage
+
+
+class TrainingCheckpoints:
+    """The checkpoints of one run in `directory`: `tracked` (a dict of trackables) and the input `iterator`.
+
+    `workers` says which worker this is (distribution.workers_of) and `worker_sums` sums small lists over
+    the workers (distribution.WorkerSums), so that every worker restores and saves the same step.
+    """
+
+    def __init__(self, tracked, iterator, directory, workers, worker_sums, max_to_keep):
+        self.workers, self.worker_sums = workers, worker_sums
+        self.input_manager = None
+        if workers.count == 1:
+            tracked = dict(tracked, iterator=iterator)
+        else:  # each worker reads its own shard: its input position is its own checkpoint
+            self.input_manager = tf.train.CheckpointManager(
+                tf.train.Checkpoint(iterator=iterator),
+                os.path.join(directory, f"worker-{workers.index}-of-{workers.count}"), max_to_keep=max_to_keep)
+        self.checkpoint = tf.train.Checkpoint(**tracked)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+        self.saved_step = None  # the step of the checkpoint restored or saved last
+
+    @property
+    def directory(self):
+        return self.manager.directory
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def path(self, step):
+        return os.path.join(self.manager.directory, f"ckpt-{step}")
+
+    def _restore_step(self, step):
+        """Restores the checkpoint of `step` (and this worker's input position); the error if it cannot be read."""
+        try:
+            self.checkpoint.restore(self.path(step)).assert_existing_objects_matched()
+            if self.input_manager:
+                path = os.path.join(self.input_manager.directory, f"ckpt-{step}")
+                self.input_manager.checkpoint.restore(path).assert_existing_objects_matched()
+        except storage.CHECKPOINT_READ_ERRORS as error:
+            return error
+        return None
+
+    def restore(self, log=print):
+        """Restores the newest readable checkpoint, the same one on every worker; returns its step (0 if none).
+
+        The chief proposes checkpoints newest first; a checkpoint that any worker cannot read is reported
+        and the one before it tried.
+        """
+        chief = self.workers.is_chief
+        candidates = [int(path.rsplit("-", 1)[1]) for path in reversed(self.manager.checkpoints)] if chief else []
+        unreadable = []
+        while True:
+            proposal = candidates.pop(0) if candidates else (-1 if unreadable else 0)
+            step = int(self.worker_sums([proposal if chief else 0])[0])
+            if step == 0:
+                return 0
+            if step < 0:
+                hint = (f" (a run of {self.workers.count} workers also needs checkpoints/worker-<k>-of-"
+                        f"{self.workers.count}/: resume with as many workers as it was saved with)"
+                        if self.workers.count > 1 else "")
+                raise ValueError(f"no readable checkpoint in {self.manager.directory}{hint}: "
+                                 f"{'; '.join(unreadable)}; move the directory away to start over")
+            error = self._restore_step(step)
+            if not self.worker_sums([error is not None])[0]:
+                self.saved_step = step
+                return step
+            reason = storage.first_line(error) if error else "another worker could not read it"
+            unreadable.append(f"ckpt-{step} ({reason})")
+            log(f"warning: cannot restore {self.path(step)} ({reason}); trying the checkpoint before it")
+
+    def save(self, step):
+        """Saves a checkpoint of `step` on every worker (saving is collective under MultiWorkerMirroredStrategy):
+        each worker's input position first, then the chief's checkpoint, which commits the step; the other
+        workers write theirs to a temporary directory and delete it."""
+        if self.input_manager:
+            with storage.writing(os.path.join(self.input_manager.directory, f"ckpt-{step}"), "checkpoint"):
+                self.input_manager.save(checkpoint_number=step)
+        if self.workers.is_chief:
+            self._save_or_clean_up(step)
+        else:
+            scratch = tempfile.mkdtemp(prefix="asm_worker_checkpoint_")
+            try:
+                self.checkpoint.write(os.path.join(scratch, "ckpt"))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self.saved_step = step
+
+    def _save_or_clean_up(self, step):
+        """The chief's save of `step`; if it cannot be written, its partial files are removed (the checkpoints
+        listed before stay as they were) and StorageError names the path."""
+        path = self.path(step)
+        try:
+            with storage.writing(path, "checkpoint"):
+                self.manager.save(checkpoint_number=step)
+        except storage.StorageError as error:
+            previous = tf.train.latest_checkpoint(self.manager.directory)  # what the `checkpoint` file lists
+            if previous != path:  # not committed: remove TF's temporary files and any half-written ones
+                storage.remove_quietly(tf.io.gfile.glob(path + ".*") + tf.io.gfile.glob(path + "_temp*"))
+            raise storage.StorageError(f"{error}; the previous checkpoint ({previous or 'none'}) is intact: make "
+                                       "room or make the directory writable, then run the same command to resume"
+                                       ) from None
