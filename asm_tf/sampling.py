@@ -10,25 +10,42 @@ trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values know
 import dataclasses
 import sys
 import time
+from typing import Optional
 
 import gin
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import noise, sigmas as sigmas_lib
+from asm_tf import levels as levels_lib
+from asm_tf import noise, ode, score, sigmas as sigmas_lib
 
-SAMPLERS = ("als", "cas")
+SAMPLERS = ("als", "cas", "euler", "heun")
+ODE_SAMPLERS = ("euler", "heun")
 
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class SamplerSettings:
-    """Sampler defaults of a run; `asm-sample` flags override them."""
+    """Sampler defaults of a run; `asm-sample` flags override them.
+
+    `num_steps` is the number of noise levels visited (None: the trained ladder, or CAS's grid refined by
+    n_sigma), spaced as `spacing` says: "ladder" sub-samples the trained ladder, "rho" takes EDM's rho schedule
+    between `sigma_max` and `sigma_min` (default: the ladder's ends; any level in between is valid because the
+    networks never see a level index). `step_size` and `noise_first` concern ALS and CAS; `churn` and `eta`
+    add noise to the ODE samplers (asm_tf.ode).
+    """
 
     sampler: str = "cas"
     n_sigma: int = 1
     step_size: float = 5.6e-6
     noise_first: bool = False
+    num_steps: Optional[int] = None
+    spacing: str = "ladder"
+    rho: float = 7.0
+    sigma_max: Optional[float] = None
+    sigma_min: Optional[float] = None
+    churn: float = 0.0
+    eta: float = 0.0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -37,25 +54,77 @@ class SamplerSettings:
             raise ValueError(f"n_sigma must be at least 1, got {self.n_sigma}")
         if not self.step_size > 0:
             raise ValueError(f"step size must be positive, got {self.step_size}")
+        if self.spacing not in levels_lib.SPACINGS:
+            raise ValueError(f"spacing must be one of {levels_lib.SPACINGS}, got {self.spacing!r}")
+        if self.num_steps is not None and self.num_steps < 2:
+            raise ValueError(f"num_steps must be at least 2 (the first and the last level), got {self.num_steps}")
+        if self.spacing == "rho" and self.num_steps is None:
+            raise ValueError("spacing 'rho' needs num_steps")
+        if self.spacing == "ladder" and (self.sigma_max, self.sigma_min) != (None, None):
+            raise ValueError("sigma_max and sigma_min choose the ends of spacing 'rho'; the ladder has its own")
+        if self.sampler == "cas" and self.num_steps is not None and self.n_sigma != 1:
+            raise ValueError("CAS takes either num_steps (levels picked from the ladder) or n_sigma (the ladder "
+                             f"refined), not both: got num_steps {self.num_steps} and n_sigma {self.n_sigma}")
+        if not self.rho > 0:
+            raise ValueError(f"rho must be positive, got {self.rho}")
+        if not (self.churn >= 0 and 0 <= self.eta <= 1):
+            raise ValueError(f"need churn >= 0 and 0 <= eta <= 1, got churn {self.churn} and eta {self.eta}")
+        if self.churn and self.sampler not in ODE_SAMPLERS:
+            raise ValueError(f"churn applies to the samplers {ODE_SAMPLERS}, not {self.sampler}")
+        if self.eta and self.sampler != "euler":
+            raise ValueError(f"eta applies to the euler sampler (heun takes churn), not {self.sampler}")
 
     def sampling_sigmas(self, schedule):
-        """The noise levels the sampler visits: the training levels (ALS) or the refined grid (CAS)."""
-        return schedule.refined(self.n_sigma) if self.sampler == "cas" else schedule.sigmas()
+        """The noise levels the sampler visits (float64): see the class docstring."""
+        if self.num_steps is None:
+            return schedule.refined(self.n_sigma) if self.sampler == "cas" else schedule.sigmas()
+        if self.spacing == "ladder":
+            if self.num_steps > schedule.num_levels:
+                raise ValueError(f"num_steps {self.num_steps} exceeds the {schedule.num_levels} trained levels; "
+                                 "use spacing 'rho' (any level between the ladder's ends) or CAS's n_sigma")
+            return levels_lib.subsampled(schedule.sigmas(), self.num_steps).numpy()
+        first = schedule.sigma_begin if self.sigma_max is None else self.sigma_max
+        last = schedule.sigma_end if self.sigma_min is None else self.sigma_min
+        sigmas_lib.check_trained_range((first, last), schedule)
+        if not first > last:
+            raise ValueError(f"need sigma_max > sigma_min, got {first} and {last}")
+        return levels_lib.rho_spaced(first, last, self.num_steps, self.rho).numpy()
+
+    def network_calls(self, schedule):
+        """Network evaluations per image."""
+        count = len(self.sampling_sigmas(schedule))
+        if self.sampler in ODE_SAMPLERS:
+            return ode.network_calls(count, self.sampler == "heun")
+        return count * (self.n_sigma if self.sampler == "als" else 1)
+
+    def density(self, schedule):
+        """Steps per interval of the trained ladder: n_sigma (ALS, CAS) scaled by the levels visited."""
+        intervals = (len(self.sampling_sigmas(schedule)) - 1) / (schedule.num_levels - 1)
+        return intervals * (self.n_sigma if self.sampler == "als" else 1)
 
     def validate(self, schedule):
-        """Raises ValueError (with the valid interval) for a CAS step size outside the bounds."""
+        """Raises ValueError (saying what is valid) for levels outside the trained range or a CAS step size
+        outside its bounds on the levels visited."""
+        levels = self.sampling_sigmas(schedule)
+        sigmas_lib.check_trained_range(levels, schedule)
         if self.sampler == "cas":
-            sigmas_lib.check_cas_step_size(self.step_size, self.sampling_sigmas(schedule))
+            sigmas_lib.check_cas_step_size(self.step_size, levels)
+
+
+def carried_step_size(run_settings, chosen, schedule):
+    """The run's step size carried to `chosen`'s levels (same sampler) with sigmas.extrapolate_step_size,
+    the number of steps per trained interval standing in for n_sigma."""
+    if chosen.sampler != run_settings.sampler:
+        raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}: give a number")
+    return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
+                                            n_from=run_settings.density(schedule), n_to=chosen.density(schedule),
+                                            sigma_end=schedule.sigma_end)
 
 
 def initial_value(seeds, example_shape, source):
     """U[init_low, init_high) in data space per seed, mapped to model space (SPEC 1.4)."""
     u = noise.uniform(noise.fold(seeds, 0), example_shape, source.init_low, source.init_high)
     return source.transform.to_model(u)
-
-
-def _broadcast(sigma, x):
-    return tf.fill([tf.shape(x)[0]], sigma)
 
 
 def _new_trajectory(num_levels, every, x):
@@ -101,7 +170,7 @@ def als(score_model, x, seeds, sigmas, step_size, n_sigma, noise_first=False, *,
         z = noise.normal(noise.fold(seeds, k + 1), shape)
         if noise_first:
             x = x + tf.sqrt(2.0 * alpha) * z
-        output = score_model.output(x, _broadcast(sigma, x))
+        output = score_model.output(x, score.batch_sigma(sigma, x))
         denoised = x + sigma * output
         x = x + (alpha / sigma) * output
         if not noise_first:
@@ -132,7 +201,7 @@ def _cas(score_model, x, seeds, sigmas, step_size, project=None, trajectory_ever
         sigma = sigmas[i]
         if project is not None:
             x = project(x, i, sigma)
-        output = score_model.output(x, _broadcast(sigma, x))
+        output = score_model.output(x, score.batch_sigma(sigma, x))
         denoised = x + sigma * output
         x = x + eta * sigma * output
         next_sigma = sigmas[tf.minimum(i + 1, num_levels - 1)]
@@ -186,18 +255,23 @@ def cas_inpaint(score_model, x, seeds, sigmas, step_size, known, mask):
 def make_sampler(score_model, schedule, settings, source, *, trajectory_every=None):
     """A tf.function seeds [N] int64 -> (final, denoised) in data space for one run's settings.
 
-    With `trajectory_every=k` it returns a third output, the trajectory [N, T, ...] in data space: the
-    states entering every k-th level (of the CAS grid, or of the ALS levels) and the final state.
+    With `trajectory_every=k` (ALS and CAS) it returns a third output, the trajectory [N, T, ...] in data space:
+    the states entering every k-th level (of the CAS grid, or of the ALS levels) and the final state.
     """
     settings.validate(schedule)
     _check_every(trajectory_every)
+    if trajectory_every is not None and settings.sampler in ODE_SAMPLERS:
+        raise ValueError(f"trajectories are recorded by ALS and CAS, not by {settings.sampler}")
     levels = settings.sampling_sigmas(schedule).astype(np.float32)
     example_shape = tuple(source.example_shape)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
     def sample(seeds):
         x = initial_value(seeds, example_shape, source)
-        if settings.sampler == "cas":
+        if settings.sampler in ODE_SAMPLERS:
+            outputs = ode.sample(score_model, ode.starting_state(x, seeds, levels[0]), seeds, levels,
+                                 second_order=settings.sampler == "heun", churn=settings.churn, eta=settings.eta)
+        elif settings.sampler == "cas":
             outputs = cas(score_model, x, seeds, levels, settings.step_size, trajectory_every=trajectory_every)
         else:
             outputs = als(score_model, x, seeds, levels, settings.step_size, settings.n_sigma,
