@@ -1,8 +1,10 @@
 """Pieces shared by the command-line tools: gin parsing, one-line errors, seed lists, workdir config."""
 
+import dataclasses
 import difflib
 import os
 import sys
+import typing
 
 import gin
 from absl import app, flags, logging
@@ -129,3 +131,36 @@ def unused_bindings():
             if name not in used.get((scope, selector), {}):
                 unused.append(f"{scope + '/' if scope else ''}{selector.rsplit('.', 1)[-1]}.{name}")
     return sorted(unused)
+
+
+def parse_sampler_variant(text, run_settings, schedule):
+    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings on top of the run's.
+
+    An ALS or CAS step size (the variant's step_size, else the run's) is read as tuned on the trained ladder with
+    one step per level and carried to the variant's levels with sampling.carried_step_size.
+    """
+    from asm_tf import sampling  # the command-line tools that do not sample need no TensorFlow graph code
+
+    name, _, rest = text.partition(":")
+    types = {field.name: field.type for field in dataclasses.fields(sampling.SamplerSettings)}
+    fields = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in types or key == "sampler" or not value:
+            raise UserError(f"sampler variant {text!r}: {item!r} is not FIELD=VALUE with a field of "
+                            f"{sorted(set(types) - {'sampler'})}")
+        kind = (typing.get_args(types[key]) or (types[key],))[0]  # Optional[int] -> int
+        kind = (lambda v: v.lower() in ("1", "true")) if kind is bool else kind
+        try:
+            fields[key] = kind(value)
+        except ValueError:
+            raise UserError(f"sampler variant {text!r}: {key}={value!r} is not a number") from None
+    try:
+        base = dataclasses.replace(run_settings, sampler=name, n_sigma=1, noise_first=fields.get("noise_first", False),
+                                   step_size=fields.pop("step_size", run_settings.step_size))
+        chosen = dataclasses.replace(base, **fields)
+        if name in sampling.ODE_SAMPLERS:
+            return chosen
+        return dataclasses.replace(chosen, step_size=sampling.carried_step_size(base, chosen, schedule))
+    except ValueError as error:
+        raise UserError(f"sampler variant {text!r}: {error}") from None
