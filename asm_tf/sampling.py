@@ -74,6 +74,16 @@ class SamplerSettings:
         if self.eta and self.sampler != "euler":
             raise ValueError(f"eta applies to the euler sampler (heun takes churn), not {self.sampler}")
 
+    def label(self):
+        """A short name of the settings for directories: cas_n1_eps0.00015, cas_L10_eps0.0003, heun_rho10."""
+        if self.sampler in ODE_SAMPLERS:
+            noise = "".join(f"_{name}{getattr(self, name):g}" for name in ("churn", "eta") if getattr(self, name))
+            levels = "" if self.num_steps is None else f"{self.spacing}{self.num_steps}"
+            return f"{self.sampler}_{levels or 'ladder'}{noise}"
+        levels = f"n{self.n_sigma}" if self.num_steps is None else f"L{self.num_steps}"
+        spacing = "_rho" if self.spacing == "rho" else ""
+        return f"{self.sampler}_{levels}{spacing}_eps{self.step_size:g}"
+
     def sampling_sigmas(self, schedule):
         """The noise levels the sampler visits (float64): see the class docstring."""
         if self.num_steps is None:

@@ -21,6 +21,23 @@ RUN_BINDINGS_HELP = ("Gin bindings applied on top of the run's saved config.gin 
                      "\"image_folder.path = '/new/place'\" for data that moved.")
 
 
+LEVEL_FLAGS = ("spacing", "rho", "churn", "eta")
+
+
+def define_level_flags():
+    """Flags of the levels a sampler visits and of the ODE samplers' noise (asm-sample, asm-eval)."""
+    flags.DEFINE_enum("spacing", None, ["ladder", "rho"], "Levels for --num_steps: 'ladder' sub-samples the trained "
+                      "ladder (the default), 'rho' takes EDM's rho schedule between its ends.")
+    flags.DEFINE_float("rho", None, "rho of --spacing=rho (default 7).")
+    flags.DEFINE_float("churn", None, "EDM's S_churn for euler and heun: noise added before each step (default 0).")
+    flags.DEFINE_float("eta", None, "DDIM's eta for euler, 0 (deterministic, the default) to 1 (ancestral).")
+
+
+def level_overrides():
+    """{field: value} of the LEVEL_FLAGS that were given."""
+    return {name: flags.FLAGS[name].value for name in LEVEL_FLAGS if flags.FLAGS[name].value is not None}
+
+
 def run_app(program, main):
     """Runs the absl `main` of a console script: --help lists its module's flags (absl lists those of the
     script file, which defines none) and its docstring; errors are one line; absl's and TensorFlow's INFO
