@@ -1,10 +1,11 @@
-"""Annealed Langevin sampling (ALS) and consistent annealed sampling (CAS) as graph while-loops.
+"""Annealed Langevin sampling (ALS) and consistent annealed sampling (CAS) as graph while-loops, and the
+settings that pick any sampler of a run (ALS, CAS, or the probability-flow ODE of asm_tf.ode) and its levels.
 
 Every image's randomness is a stateless function of its int64 seed: draw 0 is the initial value,
-draw k + 1 the noise of sampler step k. Image k therefore depends only on the weights, the sampler
-settings and seed k, never on the batch size, its position in the batch or the device.
-Both samplers return (final sample, EDS of the last step) in model space (SPEC 1.3-1.5), plus the
-trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values known (exported for serving).
+draw k + 1 the noise of sampler step k (asm_tf.ode numbers its draws in its own docstring). Image k therefore
+depends only on the weights, the sampler settings and seed k, never on the batch size, its position in the
+batch or the device. ALS and CAS return (final sample, EDS of the last step) in model space (SPEC 1.3-1.5), plus
+the trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values known (exported for serving).
 """
 
 import dataclasses
