@@ -35,10 +35,10 @@ OUTPUTS = (("raw", 0), ("denoised", 1))
 
 
 def family(settings):
-    """The curve a variant belongs to, e.g. 'CAS', 'CAS coarse', 'Heun rho', 'Euler ladder eta 0.5'."""
+    """The curve a variant belongs to, e.g. 'CAS', 'CAS coarse', 'Heun rho 7', 'Euler ladder eta 0.5'."""
     name = settings.sampler.upper() if settings.sampler in ("als", "cas") else settings.sampler.capitalize()
     if settings.sampler in sampling.ODE_SAMPLERS:
-        name += f" {settings.spacing}"
+        name += f" {settings.spacing}" + (f" {settings.rho:g}" if settings.spacing == "rho" else "")
     elif settings.num_steps is not None:
         name += " coarse" if settings.spacing == "ladder" else f" {settings.spacing}"
     for noise in ("churn", "eta"):
@@ -52,7 +52,8 @@ def evaluate_variant(loaded, quality, text, seeds, batch_size, path, picture):
     images) unless `path` holds it."""
     if os.path.exists(path):
         with open(path) as f:
-            return json.load(f)
+            report = json.load(f)
+        return {**report, "family": family(sampling.SamplerSettings(**report["settings"]))}
     schedule = loaded.experiment.schedule
     settings = common.parse_sampler_variant(text, sampling.SamplerSettings(), schedule)
     sampler = sampling.make_sampler(loaded.score_model, schedule, settings, loaded.experiment.data)
