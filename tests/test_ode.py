@@ -122,3 +122,16 @@ def test_the_same_seeds_give_the_same_samples_at_any_batch_size(settings):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     other = sampling.sample_in_batches(sample, seeds + 32, 32, log=None)
     assert np.abs(other[0] - reference[0]).mean() > 0.01
+
+
+def test_cas_at_its_lower_step_size_bound_is_the_deterministic_euler_step():
+    """eps = sigma_L^2 (1 - gamma) makes CAS's beta 0 and its update x + (sigma - sigma') net: Euler's."""
+    grid = sigmas.ladder(SIGMA_1, SIGMA_L, 8)
+    gamma = sigmas.min_ratio(grid)
+    start = MEAN + SIGMA_1 * tf.random.stateless_normal([64, 2], seed=[5, 6])
+    seeds = tf.range(64, dtype=tf.int64)
+    score_model = ScoreModel(GaussianOracle())
+    _, cas_denoised = sampling.cas(score_model, start, seeds, grid, (1 - gamma) * SIGMA_L**2)
+    _, euler_denoised = ode.sample(score_model, start, seeds, grid)
+    np.testing.assert_allclose(cas_denoised, euler_denoised, atol=1e-3)
+    assert float(tf.math.reduce_std(euler_denoised)) > 0.05
