@@ -26,7 +26,6 @@ A 2-D point run exports the same signatures with points instead of images: outpu
 [N, D] (data space), inputs `points` / `noisy_points` instead of `images` / `noisy_images`.
 """
 
-import dataclasses
 import os
 
 import numpy as np
@@ -99,7 +98,7 @@ class Signatures:
     """
 
     def __init__(self, score_model, schedule, source, settings, max_images=64):
-        settings = dataclasses.replace(settings, sampler="cas")
+        settings = settings.as_cas()
         settings.validate(schedule)
         if max_images < 1:
             raise ValueError(f"max_images must be at least 1, got {max_images}")

@@ -75,6 +75,10 @@ class SamplerSettings:
         if self.eta and self.sampler != "euler":
             raise ValueError(f"eta applies to the euler sampler (heun takes churn), not {self.sampler}")
 
+    def as_cas(self):
+        """These settings with CAS as the sampler (and without the ODE samplers' noise): what serving runs."""
+        return dataclasses.replace(self, sampler="cas", churn=0.0, eta=0.0)
+
     def label(self):
         """A short name of the settings for directories: cas_n1_eps0.00015, cas_L10_eps0.0003, heun_rho10."""
         if self.sampler in ODE_SAMPLERS:
@@ -308,7 +312,7 @@ def make_inpainter(score_model, schedule, settings, source):
 
     CAS with the settings' n_sigma and step size (whatever their sampler); see `inpaint`.
     """
-    settings = dataclasses.replace(settings, sampler="cas")
+    settings = settings.as_cas()
     settings.validate(schedule)
     levels = settings.sampling_sigmas(schedule).astype(np.float32)
     shape = [None, *source.example_shape]

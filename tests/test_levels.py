@@ -72,3 +72,9 @@ def test_network_calls_per_image():
         "coarse cas": {"sampler": "cas", "num_steps": 10}, "euler": {"sampler": "euler", "num_steps": 10},
         "heun": {"sampler": "heun", "num_steps": 10}}.items()}
     assert calls == {"als": 80, "cas": 40, "coarse cas": 10, "euler": 10, "heun": 19}
+
+
+def test_serving_runs_an_ode_run_as_cas_on_its_levels():
+    settings = sampling.SamplerSettings(sampler="euler", num_steps=20, eta=0.5, step_size=RUN.step_size).as_cas()
+    assert (settings.sampler, settings.eta, settings.num_steps) == ("cas", 0.0, 20)
+    assert settings.network_calls(SCHEDULE) == 20
