@@ -78,3 +78,18 @@ def test_serving_runs_an_ode_run_as_cas_on_its_levels():
     settings = sampling.SamplerSettings(sampler="euler", num_steps=20, eta=0.5, step_size=RUN.step_size).as_cas()
     assert (settings.sampler, settings.eta, settings.num_steps) == ("cas", 0.0, 20)
     assert settings.network_calls(SCHEDULE) == 20
+
+
+def test_a_sampler_variant_reads_its_fields_and_carries_the_step_size_from_the_trained_ladder():
+    from asm_tf.cli import common
+
+    run = sampling.SamplerSettings(sampler="euler", num_steps=5, spacing="rho", eta=0.5, step_size=1.5e-4)
+    coarse = common.parse_sampler_variant("cas:num_steps=10", run, SCHEDULE)
+    assert (coarse.sampler, coarse.num_steps, coarse.spacing, coarse.eta) == ("cas", 10, "ladder", 0.0)
+    assert coarse.step_size == pytest.approx(sampling.carried_step_size(RUN, coarse, SCHEDULE))
+    heun = common.parse_sampler_variant("heun:num_steps=6,spacing=rho,churn=0.5,rho=3", run, SCHEDULE)
+    assert (heun.num_steps, heun.spacing, heun.churn, heun.rho) == (6, "rho", 0.5, 3.0)
+    for text, message in (("heun:steps=5", "not FIELD=VALUE"), ("heun:num_steps=x", "not a number"),
+                          ("cas:num_steps=50", "exceeds the 40 trained levels")):
+        with pytest.raises(common.UserError, match=message):
+            common.parse_sampler_variant(text, run, SCHEDULE)

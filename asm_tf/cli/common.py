@@ -173,8 +173,8 @@ def parse_sampler_variant(text, run_settings, schedule):
         except ValueError:
             raise UserError(f"sampler variant {text!r}: {key}={value!r} is not a number") from None
     try:
-        base = dataclasses.replace(run_settings, sampler=name, n_sigma=1, noise_first=fields.get("noise_first", False),
-                                   step_size=fields.pop("step_size", run_settings.step_size))
+        base = sampling.SamplerSettings(sampler=name, step_size=fields.pop("step_size", run_settings.step_size),
+                                        noise_first=run_settings.noise_first)  # the trained ladder, n_sigma 1
         chosen = dataclasses.replace(base, **fields)
         if name in sampling.ODE_SAMPLERS:
             return chosen
