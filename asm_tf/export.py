@@ -11,6 +11,12 @@ Signatures of an image run (N images of shape [H, W, C]; data space is [0, 1]):
   sample_cas       seeds int64 [N], step_size float32 [], n_sigma int32 [], denoise bool [] -> images,
   sample_als       images_float. CAS refines the grid in the graph (L' = (L - 1) n_sigma + 1 levels) and
                    checks the step size against its bounds; ALS takes n_sigma steps on each level.
+  sample_ode       seeds int64 [N], num_steps int32 [], spacing string [] ("ladder": num_steps of the trained
+                   levels, "rho": EDM's rho schedule between the ladder's ends), rho float32 [],
+                   second_order bool [] (Heun, else Euler), churn float32 [], eta float32 [] (Euler only),
+                   denoise bool [] -> images, images_float: the probability-flow ODE (asm_tf.ode).
+  sample_cas_levels seeds, num_steps, spacing, rho as sample_ode, step_size float32 [], denoise bool [] ->
+                   images, images_float: CAS on num_steps levels, its step size checked against their bounds.
   denoise          noisy_images float32 [N, H, W, C] (model space), sigma float32 [N] -> denoised (the EDS,
                    model space, unclamped), images_float and images (data space).
   inpaint          images float32 [N, H, W, C] in [0, 1], mask float32 [N, H, W, C] or [N, H, W, 1]
@@ -20,16 +26,17 @@ A 2-D point run exports the same signatures with points instead of images: outpu
 [N, D] (data space), inputs `points` / `noisy_points` instead of `images` / `noisy_images`.
 """
 
-import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import sampling
+from asm_tf import levels as levels_lib
+from asm_tf import ode, sampling
 
-SIGNATURES = ("serving_default", "sample_cas", "sample_als", "denoise", "inpaint")
+SIGNATURES = ("serving_default", "sample_cas", "sample_als", "sample_ode", "sample_cas_levels", "denoise", "inpaint")
 MAX_N_SIGMA = 1000  # keeps (L - 1) n_sigma + 1 far from int32 overflow and a request's cost bounded
+MAX_NUM_STEPS = 1000  # bounds a request's cost
 
 
 def raw_variables(network):
@@ -91,7 +98,7 @@ class Signatures:
     """
 
     def __init__(self, score_model, schedule, source, settings, max_images=64):
-        settings = dataclasses.replace(settings, sampler="cas")
+        settings = settings.as_cas()
         settings.validate(schedule)
         if max_images < 1:
             raise ValueError(f"max_images must be at least 1, got {max_images}")
@@ -109,10 +116,17 @@ class Signatures:
         seeds = tf.TensorSpec([None], tf.int64, name="seeds")
         scalars = [tf.TensorSpec([], tf.float32, name="step_size"), tf.TensorSpec([], tf.int32, name="n_sigma"),
                    tf.TensorSpec([], tf.bool, name="denoise")]
+        level_specs = [tf.TensorSpec([], tf.int32, name="num_steps"), tf.TensorSpec([], tf.string, name="spacing"),
+                       tf.TensorSpec([], tf.float32, name="rho")]
+        denoise = tf.TensorSpec([], tf.bool, name="denoise")
         specs = {
             "serving_default": (self._serving_default, [seeds]),
             "sample_cas": (self._sample_cas, [seeds, *scalars]),
             "sample_als": (self._sample_als, [seeds, *scalars]),
+            "sample_ode": (self._sample_ode, [seeds, *level_specs, tf.TensorSpec([], tf.bool, name="second_order"),
+                                              tf.TensorSpec([], tf.float32, name="churn"),
+                                              tf.TensorSpec([], tf.float32, name="eta"), denoise]),
+            "sample_cas_levels": (self._sample_cas_levels, [seeds, *level_specs, scalars[0], denoise]),
             "denoise": (self._denoise, [tf.TensorSpec(free, tf.float32, name=f"noisy_{self._name}"),
                                         tf.TensorSpec([None], tf.float32, name="sigma")]),
             "inpaint": (self._inpaint, [tf.TensorSpec(free, tf.float32, name=self._name),
@@ -179,6 +193,49 @@ class Signatures:
                    "step_size must be a positive number, got {}", step_size)]
         with tf.control_dependencies(checks):
             return self._draw(seeds, self._als_levels, step_size, denoise, "als", n_sigma)
+
+    def _levels(self, num_steps, spacing, rho):
+        """(checks, float32 levels) of sampling.SamplerSettings.sampling_sigmas for request inputs."""
+        ladder = self._schedule.sigmas()
+        is_rho = tf.equal(spacing, "rho")
+        checks = [
+            _check(tf.logical_or(is_rho, tf.equal(spacing, "ladder")),
+                   tf.strings.join(["spacing must be ladder or rho, got ", spacing])),
+            _check(tf.logical_and(num_steps >= 2, num_steps <= MAX_NUM_STEPS),
+                   f"num_steps must be at least 2 and at most {MAX_NUM_STEPS}, got {{}}", num_steps),
+            _check(tf.logical_or(is_rho, num_steps <= len(ladder)),
+                   f"num_steps {{}} exceeds the {len(ladder)} trained levels; use spacing rho", num_steps),
+            _check(tf.logical_or(tf.logical_not(is_rho), tf.logical_and(rho > 0.0, tf.math.is_finite(rho))),
+                   "rho must be a positive number, got {}", rho)]
+        with tf.control_dependencies(checks):
+            levels = tf.cond(is_rho, lambda: levels_lib.rho_spaced(ladder[0], ladder[-1], num_steps, rho),
+                             lambda: levels_lib.subsampled(ladder, num_steps))
+        return checks, tf.cast(levels, tf.float32)
+
+    def _sample_ode(self, seeds, num_steps, spacing, rho, second_order, churn, eta, denoise):
+        checks, levels = self._levels(num_steps, spacing, rho)
+        checks += self._check_count(tf.size(seeds), "seed") + [
+            _check(tf.logical_and(churn >= 0.0, tf.math.is_finite(churn)), "churn must be at least 0, got {}", churn),
+            _check(tf.logical_and(eta >= 0.0, eta <= 1.0), "eta must lie in [0, 1], got {}", eta),
+            _check(tf.logical_not(tf.logical_and(second_order, eta > 0.0)),
+                   "eta applies to Euler (second_order false); Heun takes churn")]
+        with tf.control_dependencies(checks):
+            x = sampling.initial_value(seeds, self._example_shape, self._source)
+            final, denoised = ode.sample(self._score_model, ode.starting_state(x, seeds, levels[0]), seeds, levels,
+                                         second_order=second_order, churn=churn, eta=eta)
+        return self._outputs(self._source.transform.to_data(tf.where(denoise, denoised, final)))
+
+    def _sample_cas_levels(self, seeds, num_steps, spacing, rho, step_size, denoise):
+        checks, levels = self._levels(num_steps, spacing, rho)
+        with tf.control_dependencies(checks):
+            low, high = cas_step_size_bounds(tf.cast(levels, tf.float64))
+        eps = tf.cast(step_size, tf.float64)
+        checks = self._check_count(tf.size(seeds), "seed") + [_check(
+            tf.logical_and(low < eps, eps < high),
+            "step_size {} is outside the CAS bounds for {} levels: choose a step size strictly between {} and {}, "
+            "i.e. sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma)", step_size, num_steps, low, high)]
+        with tf.control_dependencies(checks):
+            return self._draw(seeds, levels, step_size, denoise, "cas")
 
     def _denoise(self, noisy, sigma):
         checks, noisy = self._check_examples(noisy, f"noisy_{self._name}")

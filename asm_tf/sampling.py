@@ -1,35 +1,53 @@
-"""Annealed Langevin sampling (ALS) and consistent annealed sampling (CAS) as graph while-loops.
+"""Annealed Langevin sampling (ALS) and consistent annealed sampling (CAS) as graph while-loops, and the
+settings that pick any sampler of a run (ALS, CAS, or the probability-flow ODE of asm_tf.ode) and its levels.
 
 Every image's randomness is a stateless function of its int64 seed: draw 0 is the initial value,
-draw k + 1 the noise of sampler step k. Image k therefore depends only on the weights, the sampler
-settings and seed k, never on the batch size, its position in the batch or the device.
-Both samplers return (final sample, EDS of the last step) in model space (SPEC 1.3-1.5), plus the
-trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values known (exported for serving).
+draw k + 1 the noise of sampler step k (asm_tf.ode numbers its draws in its own docstring). Image k therefore
+depends only on the weights, the sampler settings and seed k, never on the batch size, its position in the
+batch or the device. ALS and CAS return (final sample, EDS of the last step) in model space (SPEC 1.3-1.5), plus
+the trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values known (exported for serving).
 """
 
 import dataclasses
 import sys
 import time
+from typing import Optional
 
 import gin
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import noise, progress
+from asm_tf import levels as levels_lib
+from asm_tf import noise, ode, progress, score
 from asm_tf import sigmas as sigmas_lib
 
-SAMPLERS = ("als", "cas")
+SAMPLERS = ("als", "cas", "euler", "heun")
+ODE_SAMPLERS = ("euler", "heun")
 
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class SamplerSettings:
-    """Sampler defaults of a run; `asm-sample` flags override them."""
+    """Sampler defaults of a run; `asm-sample` flags override them.
+
+    `num_steps` is the number of noise levels visited (None: the trained ladder, or CAS's grid refined by
+    n_sigma), spaced as `spacing` says: "ladder" sub-samples the trained ladder, "rho" takes EDM's rho schedule
+    between `sigma_max` and `sigma_min` (default: the ladder's ends; any level in between is valid because the
+    networks never see a level index). `step_size` and `noise_first` concern ALS and CAS; `churn` and `eta`
+    add noise to the ODE samplers (asm_tf.ode).
+    """
 
     sampler: str = "cas"
     n_sigma: int = 1
     step_size: float = 5.6e-6
     noise_first: bool = False
+    num_steps: Optional[int] = None
+    spacing: str = "ladder"
+    rho: float = 7.0
+    sigma_max: Optional[float] = None
+    sigma_min: Optional[float] = None
+    churn: float = 0.0
+    eta: float = 0.0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -38,25 +56,91 @@ class SamplerSettings:
             raise ValueError(f"n_sigma must be at least 1, got {self.n_sigma}")
         if not self.step_size > 0:
             raise ValueError(f"step size must be positive, got {self.step_size}")
+        if self.spacing not in levels_lib.SPACINGS:
+            raise ValueError(f"spacing must be one of {levels_lib.SPACINGS}, got {self.spacing!r}")
+        if self.num_steps is not None and self.num_steps < 2:
+            raise ValueError(f"num_steps must be at least 2 (the first and the last level), got {self.num_steps}")
+        if self.spacing == "rho" and self.num_steps is None:
+            raise ValueError("spacing 'rho' needs num_steps")
+        if self.spacing == "ladder" and (self.sigma_max, self.sigma_min) != (None, None):
+            raise ValueError("sigma_max and sigma_min choose the ends of spacing 'rho'; the ladder has its own")
+        if self.sampler == "cas" and self.num_steps is not None and self.n_sigma != 1:
+            raise ValueError("CAS takes either num_steps (levels picked from the ladder) or n_sigma (the ladder "
+                             f"refined), not both: got num_steps {self.num_steps} and n_sigma {self.n_sigma}")
+        if not self.rho > 0:
+            raise ValueError(f"rho must be positive, got {self.rho}")
+        if not (self.churn >= 0 and 0 <= self.eta <= 1):
+            raise ValueError(f"need churn >= 0 and 0 <= eta <= 1, got churn {self.churn} and eta {self.eta}")
+        if self.churn and self.sampler not in ODE_SAMPLERS:
+            raise ValueError(f"churn applies to the samplers {ODE_SAMPLERS}, not {self.sampler}")
+        if self.eta and self.sampler != "euler":
+            raise ValueError(f"eta applies to the euler sampler (heun takes churn), not {self.sampler}")
+
+    def as_cas(self):
+        """These settings with CAS as the sampler (and without the ODE samplers' noise): what serving runs."""
+        return dataclasses.replace(self, sampler="cas", churn=0.0, eta=0.0)
+
+    def label(self):
+        """A short name of the settings for directories: cas_n1_eps0.00015, cas_L10_eps0.0003, heun_rho10."""
+        if self.sampler in ODE_SAMPLERS:
+            noise = "".join(f"_{name}{getattr(self, name):g}" for name in ("churn", "eta") if getattr(self, name))
+            levels = "" if self.num_steps is None else f"{self.spacing}{self.num_steps}"
+            return f"{self.sampler}_{levels or 'ladder'}{noise}"
+        levels = f"n{self.n_sigma}" if self.num_steps is None else f"L{self.num_steps}"
+        spacing = "_rho" if self.spacing == "rho" else ""
+        return f"{self.sampler}_{levels}{spacing}_eps{self.step_size:g}"
 
     def sampling_sigmas(self, schedule):
-        """The noise levels the sampler visits: the training levels (ALS) or the refined grid (CAS)."""
-        return schedule.refined(self.n_sigma) if self.sampler == "cas" else schedule.sigmas()
+        """The noise levels the sampler visits (float64): see the class docstring."""
+        if self.num_steps is None:
+            return schedule.refined(self.n_sigma) if self.sampler == "cas" else schedule.sigmas()
+        if self.spacing == "ladder":
+            if self.num_steps > schedule.num_levels:
+                raise ValueError(f"num_steps {self.num_steps} exceeds the {schedule.num_levels} trained levels; "
+                                 "use spacing 'rho' (any level between the ladder's ends) or CAS's n_sigma")
+            return levels_lib.subsampled(schedule.sigmas(), self.num_steps).numpy()
+        first = schedule.sigma_begin if self.sigma_max is None else self.sigma_max
+        last = schedule.sigma_end if self.sigma_min is None else self.sigma_min
+        sigmas_lib.check_trained_range((first, last), schedule)
+        if not first > last:
+            raise ValueError(f"need sigma_max > sigma_min, got {first} and {last}")
+        return levels_lib.rho_spaced(first, last, self.num_steps, self.rho).numpy()
+
+    def network_calls(self, schedule):
+        """Network evaluations per image."""
+        count = len(self.sampling_sigmas(schedule))
+        if self.sampler in ODE_SAMPLERS:
+            return ode.network_calls(count, self.sampler == "heun")
+        return count * (self.n_sigma if self.sampler == "als" else 1)
+
+    def density(self, schedule):
+        """Steps per interval of the trained ladder: n_sigma (ALS, CAS) scaled by the levels visited."""
+        intervals = (len(self.sampling_sigmas(schedule)) - 1) / (schedule.num_levels - 1)
+        return intervals * (self.n_sigma if self.sampler == "als" else 1)
 
     def validate(self, schedule):
-        """Raises ValueError (with the valid interval) for a CAS step size outside the bounds."""
+        """Raises ValueError (saying what is valid) for levels outside the trained range or a CAS step size
+        outside its bounds on the levels visited."""
+        levels = self.sampling_sigmas(schedule)
+        sigmas_lib.check_trained_range(levels, schedule)
         if self.sampler == "cas":
-            sigmas_lib.check_cas_step_size(self.step_size, self.sampling_sigmas(schedule))
+            sigmas_lib.check_cas_step_size(self.step_size, levels)
+
+
+def carried_step_size(run_settings, chosen, schedule):
+    """The run's step size carried to `chosen`'s levels (same sampler) with sigmas.extrapolate_step_size,
+    the number of steps per trained interval standing in for n_sigma."""
+    if chosen.sampler != run_settings.sampler:
+        raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}: give a number")
+    return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
+                                            n_from=run_settings.density(schedule), n_to=chosen.density(schedule),
+                                            sigma_end=schedule.sigma_end)
 
 
 def initial_value(seeds, example_shape, source):
     """U[init_low, init_high) in data space per seed, mapped to model space (SPEC 1.4)."""
     u = noise.uniform(noise.fold(seeds, 0), example_shape, source.init_low, source.init_high)
     return source.transform.to_model(u)
-
-
-def _broadcast(sigma, x):
-    return tf.fill([tf.shape(x)[0]], sigma)
 
 
 def _new_trajectory(num_levels, every, x):
@@ -102,7 +186,7 @@ def als(score_model, x, seeds, sigmas, step_size, n_sigma, noise_first=False, *,
         z = noise.normal(noise.fold(seeds, k + 1), shape)
         if noise_first:
             x = x + tf.sqrt(2.0 * alpha) * z
-        output = score_model.output(x, _broadcast(sigma, x))
+        output = score_model.output(x, score.batch_sigma(sigma, x))
         denoised = x + sigma * output
         x = x + (alpha / sigma) * output
         if not noise_first:
@@ -133,7 +217,7 @@ def _cas(score_model, x, seeds, sigmas, step_size, project=None, trajectory_ever
         sigma = sigmas[i]
         if project is not None:
             x = project(x, i, sigma)
-        output = score_model.output(x, _broadcast(sigma, x))
+        output = score_model.output(x, score.batch_sigma(sigma, x))
         denoised = x + sigma * output
         x = x + eta * sigma * output
         next_sigma = sigmas[tf.minimum(i + 1, num_levels - 1)]
@@ -187,18 +271,23 @@ def cas_inpaint(score_model, x, seeds, sigmas, step_size, known, mask):
 def make_sampler(score_model, schedule, settings, source, *, trajectory_every=None):
     """A tf.function seeds [N] int64 -> (final, denoised) in data space for one run's settings.
 
-    With `trajectory_every=k` it returns a third output, the trajectory [N, T, ...] in data space: the
-    states entering every k-th level (of the CAS grid, or of the ALS levels) and the final state.
+    With `trajectory_every=k` (ALS and CAS) it returns a third output, the trajectory [N, T, ...] in data space:
+    the states entering every k-th level (of the CAS grid, or of the ALS levels) and the final state.
     """
     settings.validate(schedule)
     _check_every(trajectory_every)
+    if trajectory_every is not None and settings.sampler in ODE_SAMPLERS:
+        raise ValueError(f"trajectories are recorded by ALS and CAS, not by {settings.sampler}")
     levels = settings.sampling_sigmas(schedule).astype(np.float32)
     example_shape = tuple(source.example_shape)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
     def sample(seeds):
         x = initial_value(seeds, example_shape, source)
-        if settings.sampler == "cas":
+        if settings.sampler in ODE_SAMPLERS:
+            outputs = ode.sample(score_model, ode.starting_state(x, seeds, levels[0]), seeds, levels,
+                                 second_order=settings.sampler == "heun", churn=settings.churn, eta=settings.eta)
+        elif settings.sampler == "cas":
             outputs = cas(score_model, x, seeds, levels, settings.step_size, trajectory_every=trajectory_every)
         else:
             outputs = als(score_model, x, seeds, levels, settings.step_size, settings.n_sigma,
@@ -224,7 +313,7 @@ def make_inpainter(score_model, schedule, settings, source):
 
     CAS with the settings' n_sigma and step size (whatever their sampler); see `inpaint`.
     """
-    settings = dataclasses.replace(settings, sampler="cas")
+    settings = settings.as_cas()
     settings.validate(schedule)
     levels = settings.sampling_sigmas(schedule).astype(np.float32)
     shape = [None, *source.example_shape]

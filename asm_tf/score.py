@@ -3,6 +3,11 @@
 import tensorflow as tf
 
 
+def batch_sigma(sigma, x):
+    """A scalar sigma repeated for each example of x: [B]."""
+    return tf.fill([tf.shape(x)[0]], sigma)
+
+
 def per_example(sigma, x):
     """Reshapes sigma ([B] or scalar) so that it broadcasts against x ([B, ...])."""
     sigma = tf.cast(sigma, x.dtype)

@@ -117,3 +117,12 @@ def extrapolate_step_size(step_size, *, sampler, n_from, n_to, sigma_end):
         eta_to = 1.0 - (1.0 - eta_from) ** (n_from / n_to)
         return sigma_end**2 * eta_to
     raise ValueError(f"sampler must be 'als' or 'cas', got {sampler!r}")
+
+
+def check_trained_range(levels, schedule, rtol=1e-6):
+    """Raises ValueError unless every level lies in the trained range [sigma_L, sigma_1] of `schedule`."""
+    low, high = schedule.sigma_end * (1 - rtol), schedule.sigma_begin * (1 + rtol)
+    outside = [float(level) for level in np.atleast_1d(levels) if not low <= level <= high]
+    if outside:
+        raise ValueError(f"noise level(s) {', '.join(f'{level:.6g}' for level in outside)} outside the trained "
+                         f"range [{schedule.sigma_end:g}, {schedule.sigma_begin:g}]: the network never saw them")

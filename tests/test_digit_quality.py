@@ -60,6 +60,15 @@ def test_kid_is_unbiased_and_its_standard_error_matches_the_spread():
     assert shifted.value > 3 * shifted.standard_error
 
 
+def test_the_bootstrap_standard_error_of_the_fdd_matches_the_spread_over_fresh_draws():
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(2000, 6))
+    draws = [rng.normal(0.2, 1.1, size=(300, 6)) for _ in range(40)]
+    spread = np.std([digit_quality.compare_features(draw, reference)["fdd"] for draw in draws], ddof=1)
+    standard_error = digit_quality.bootstrap_fdd_standard_error(draws[0], reference, rounds=200)
+    assert 0.6 * spread < standard_error < 1.6 * spread
+
+
 def test_kid_needs_three_points_and_matching_dimensions():
     with pytest.raises(ValueError, match="at least 3"):
         feature_metrics.kernel_inception_distance(np.zeros((2, 4)), np.zeros((5, 4)))

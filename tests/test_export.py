@@ -98,6 +98,17 @@ def _cas(seeds, step_size, n_sigma, denoise):
                 denoise=[denoise, "bool"])
 
 
+def _ode(seeds, num_steps, spacing, second_order, churn=0.0, eta=0.0, denoise=True):
+    return dict(seeds=_seeds(seeds), num_steps=[num_steps, "int32"], spacing=[spacing, "bytes"], rho=[7.0, "float32"],
+                second_order=[second_order, "bool"], churn=[churn, "float32"], eta=[eta, "float32"],
+                denoise=[denoise, "bool"])
+
+
+def _cas_levels(seeds, num_steps, step_size):
+    return dict(seeds=_seeds(seeds), num_steps=[num_steps, "int32"], spacing=["ladder", "bytes"],
+                rho=[7.0, "float32"], step_size=[step_size, "float32"], denoise=[True, "bool"])
+
+
 KNOWN = np.random.default_rng(0).uniform(size=(3, *SHAPE)).astype(np.float32)
 MASK = np.zeros((3, 8, 8, 1), np.float32)
 MASK[:, :4] = 1.0  # the top half of every image is known
@@ -109,6 +120,11 @@ CALLS = {
     "cas_n3": _call("sample_cas", eager=True, **_cas(SEEDS, 0.0018, 3, False)),
     "cas_n3_denoised": _call("sample_cas", **_cas(SEEDS, 0.0018, 3, True)),
     "als": _call("sample_als", **_cas(SEEDS, 0.003, 2, False)),
+    "heun": _call("sample_ode", eager=True, **_ode(SEEDS, 3, "rho", True)),
+    "heun_churn": _call("sample_ode", **_ode(SEEDS, 3, "rho", True, churn=1.0)),
+    "heun_churn_reordered": _call("sample_ode", **_ode([2, 11, 5], 3, "rho", True, churn=1.0)),
+    "euler_eta": _call("sample_ode", eager=True, **_ode(SEEDS, 4, "ladder", False, eta=0.5, denoise=False)),
+    "cas_levels": _call("sample_cas_levels", eager=True, **_cas_levels(SEEDS, 3, 0.0025)),
     "denoise": _call("denoise", noisy_images=[NOISY.tolist(), "float32"], sigma=[[0.5, 0.1], "float32"]),
     "inpaint": _call("inpaint", eager=True, images=[KNOWN.tolist(), "float32"], mask=[MASK.tolist(), "float32"],
                      seeds=_seeds([4, 8, 9])),
@@ -121,6 +137,16 @@ INVALID = {
     "ALS n_sigma below 1": (_call("sample_als", **_cas([0], 0.002, -1, True)), "n_sigma must be at least 1"),
     "n_sigma too large": (_call("sample_cas", **_cas([0], 0.002, 2**30, True)), "at most 1000, got 1073741824"),
     "ALS step size not positive": (_call("sample_als", **_cas([0], 0.0, 1, True)), "step_size must be a positive"),
+    "ODE num_steps below 2": (_call("sample_ode", **_ode([0], 1, "rho", True)),
+                              "num_steps must be at least 2 and at most 1000, got 1"),
+    "ODE levels beyond the ladder": (_call("sample_ode", **_ode([0], 5, "ladder", False)),
+                                     "num_steps 5 exceeds the 4 trained levels"),
+    "unknown spacing": (_call("sample_ode", **_ode([0], 3, "cosine", False)),
+                        "spacing must be ladder or rho, got cosine"),
+    "Heun with eta": (_call("sample_ode", **_ode([0], 3, "rho", True, eta=0.5)), "eta applies to Euler"),
+    "negative churn": (_call("sample_ode", **_ode([0], 3, "rho", True, churn=-1.0)), "churn must be at least 0"),
+    "coarse CAS step size": (_call("sample_cas_levels", **_cas_levels([0], 3, 0.002)),
+                             "step_size 0.002 is outside the CAS bounds for 3 levels"),
     "too many images": (_call("serving_default", seeds=_seeds(range(MAX_IMAGES + 1))),
                         f"at most {MAX_IMAGES} seeds per request (the limit set by asm-export --max_images), "
                         f"got {MAX_IMAGES + 1}"),
@@ -224,6 +250,22 @@ def test_both_loaders_match_the_library_sampler(exported, loaded):
     assert np.abs(got["images"].astype(int) - np.round(denoised * 255)).max() <= 1
     assert 0.05 < denoised.std()  # the images are not all clipped to one value
     assert np.abs(final - denoised).mean() > 1e-4  # so the comparisons above tell the EDS from the final sample
+
+
+def test_the_ode_and_coarse_cas_signatures_match_the_library_samplers(exported, loaded):
+    outputs = exported["outputs"]
+    heun = _library(loaded, SEEDS, sampler="heun", num_steps=3, spacing="rho")[1]
+    churn = _library(loaded, SEEDS, sampler="heun", num_steps=3, spacing="rho", churn=1.0)[1]
+    euler = _library(loaded, SEEDS, sampler="euler", num_steps=4, eta=0.5)[0]
+    cas = _library(loaded, SEEDS, sampler="cas", n_sigma=1, num_steps=3, step_size=0.0025)[1]
+    for loader in ("session", "eager"):
+        np.testing.assert_allclose(outputs[loader, "heun"]["images_float"], heun, atol=1e-6)
+        np.testing.assert_allclose(outputs[loader, "euler_eta"]["images_float"], euler, atol=1e-6)
+        np.testing.assert_allclose(outputs[loader, "cas_levels"]["images_float"], cas, atol=1e-6)
+    np.testing.assert_allclose(outputs["session", "heun_churn"]["images_float"], churn, atol=1e-6)
+    np.testing.assert_allclose(outputs["session", "heun_churn_reordered"]["images_float"],
+                               churn[[SEEDS.index(s) for s in (2, 11, 5)]], atol=1e-6)
+    assert np.abs(heun - churn).mean() > 1e-3 and np.abs(heun - cas).mean() > 1e-3
 
 
 def test_the_same_seed_gives_the_same_image_in_any_batch(exported):

@@ -1,10 +1,12 @@
-"""ALS against CAS, raw against denoised, on the same seeds: one picture and, for digit images, mode coverage.
+"""Samplers side by side, raw against denoised, on the same seeds: one picture and, for digit images, quality.
 
-    python tools/compare_samplers.py --workdir=runs/quickstart --seeds=0-999 --cas_step_size=2e-5 \
-        --als_step_size=2e-5 --output=docs/quickstart_samples.png
+    python tools/compare_samplers.py --workdir=runs/quickstart --seeds=0-999 --variant=cas \
+        --variant=als:step_size=1e-4 --variant=heun:num_steps=5,spacing=rho --output=docs/quickstart_samples.png
 
-Both samplers run from the run's newest EMA weights with its schedule and n_sigma (`--n_sigma` overrides);
-step sizes default to the run's. The picture shows the first `--show` seeds in four grids; the JSON line
+Each --variant (default: cas and als) is SAMPLER[:FIELD=VALUE,...] as in tools/sampler_calls.py
+(asm_tf.cli.common.parse_sampler_variant; ALS and CAS step sizes default to the run's and are carried to the
+variant's levels). All run from the run's newest EMA weights. The picture shows the first `--show` seeds, a row
+of two grids per variant; the JSON line
 printed per variant (and written beside the picture) gives, for runs on the bundled digits, the FDD against
 the held-out digits with its floor and blur equivalent, the pixel sharpness, KID, precision/recall, modes
 covered, KL(classes || uniform) and the share of images classified with probability >= 0.9
@@ -12,7 +14,6 @@ covered, KL(classes || uniform) and the share of images classified with probabil
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -30,23 +31,21 @@ from asm_tf.cli import common  # noqa: E402
 from asm_tf.evaluation import digit_quality, modes  # noqa: E402
 
 
-def sample_both(loaded, seeds, *, cas_step_size, als_step_size, n_sigma, batch_size):
-    """{"CAS": (final, denoised), "ALS": (final, denoised)} for the same seeds."""
-    settings = sampling.SamplerSettings()
+def sample_variants(loaded, seeds, variants, *, batch_size):
+    """{variant: (final, denoised)} for the same seeds."""
+    schedule = loaded.experiment.schedule
     results = {}
-    for name, step_size in (("CAS", cas_step_size), ("ALS", als_step_size)):
-        variant = dataclasses.replace(settings, sampler=name.lower(), step_size=step_size or settings.step_size,
-                                      n_sigma=n_sigma or settings.n_sigma)
-        sampler = sampling.make_sampler(loaded.score_model, loaded.experiment.schedule, variant,
-                                        loaded.experiment.data)
-        print(f"{name}: n_sigma {variant.n_sigma}, step size {variant.step_size:g}", flush=True)
-        results[name] = sampling.sample_in_batches(sampler, seeds, batch_size)
+    for text in variants:
+        settings = common.parse_sampler_variant(text, sampling.SamplerSettings(), schedule)
+        sampler = sampling.make_sampler(loaded.score_model, schedule, settings, loaded.experiment.data)
+        print(f"{text}: {settings} ({settings.network_calls(schedule)} network calls per image)", flush=True)
+        results[text] = sampling.sample_in_batches(sampler, seeds, batch_size)
     return results
 
 
-def four_panels(results, show, path):
-    """Saves a 2 x 2 figure: rows CAS and ALS, columns raw and denoised, `show` images each."""
-    fig, axes = plt.subplots(2, 2, figsize=(8, 8.4), dpi=100)
+def panels(results, show, path):
+    """Saves a figure with one row per variant and the columns raw and denoised, `show` images each."""
+    fig, axes = plt.subplots(len(results), 2, figsize=(8, 4.2 * len(results)), dpi=100, squeeze=False)
     for row, (name, outputs) in enumerate(results.items()):
         for column, (kind, images) in enumerate(zip(("raw", "denoised"), outputs)):
             grid = summaries.image_grid(images[:show], padding=2)
@@ -63,9 +62,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--seeds", default="0-999")
-    parser.add_argument("--cas_step_size", type=float, help="default: the run's step size")
-    parser.add_argument("--als_step_size", type=float, help="default: the run's step size")
-    parser.add_argument("--n_sigma", type=int, help="default: the run's")
+    parser.add_argument("--variant", action="append", help="a sampler variant (repeat; default: cas and als)")
     parser.add_argument("--batch_size", type=int, default=500)
     parser.add_argument("--show", type=int, default=49, help="images per grid in the picture")
     parser.add_argument("--output", default=None, help="PNG path (default: WORKDIR/compare_samplers.png)")
@@ -74,12 +71,11 @@ def main():
         run_lib.parse_run_config(args.workdir)
         loaded = run_lib.load_run(args.workdir)
         seeds = common.parse_seeds(args.seeds)
-        results = sample_both(loaded, seeds, cas_step_size=args.cas_step_size, als_step_size=args.als_step_size,
-                              n_sigma=args.n_sigma, batch_size=args.batch_size)
+        results = sample_variants(loaded, seeds, args.variant or ["cas", "als"], batch_size=args.batch_size)
     except (common.UserError, ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     output = args.output or os.path.join(args.workdir, "compare_samplers.png")
-    four_panels(results, args.show, output)
+    panels(results, args.show, output)
     print(f"picture: {output}")
     try:
         quality = digit_quality.for_data(loaded.experiment.data, modes.load_classifier())

@@ -1,9 +1,11 @@
 """Pieces shared by the command-line tools: gin parsing, one-line errors, seed lists, workdir config."""
 
+import dataclasses
 import difflib
 import logging as std_logging
 import os
 import sys
+import typing
 
 import gin
 import tensorflow as tf
@@ -19,6 +21,23 @@ class UserError(Exception):
 
 RUN_BINDINGS_HELP = ("Gin bindings applied on top of the run's saved config.gin (which is not changed), e.g. "
                      "\"image_folder.path = '/new/place'\" for data that moved.")
+
+
+LEVEL_FLAGS = ("spacing", "rho", "churn", "eta")
+
+
+def define_level_flags():
+    """Flags of the levels a sampler visits and of the ODE samplers' noise (asm-sample, asm-eval)."""
+    flags.DEFINE_enum("spacing", None, ["ladder", "rho"], "Levels for --num_steps: 'ladder' sub-samples the trained "
+                      "ladder (the default), 'rho' takes EDM's rho schedule between its ends.")
+    flags.DEFINE_float("rho", None, "rho of --spacing=rho (default 7).")
+    flags.DEFINE_float("churn", None, "EDM's S_churn for euler and heun: noise added before each step (default 0).")
+    flags.DEFINE_float("eta", None, "DDIM's eta for euler, 0 (deterministic, the default) to 1 (ancestral).")
+
+
+def level_overrides():
+    """{field: value} of the LEVEL_FLAGS that were given."""
+    return {name: flags.FLAGS[name].value for name in LEVEL_FLAGS if flags.FLAGS[name].value is not None}
 
 
 def run_app(program, main):
@@ -131,3 +150,36 @@ def unused_bindings():
             if name not in used.get((scope, selector), {}):
                 unused.append(f"{scope + '/' if scope else ''}{selector.rsplit('.', 1)[-1]}.{name}")
     return sorted(unused)
+
+
+def parse_sampler_variant(text, run_settings, schedule):
+    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings on top of the run's.
+
+    An ALS or CAS step size (the variant's step_size, else the run's) is read as tuned on the trained ladder with
+    one step per level and carried to the variant's levels with sampling.carried_step_size.
+    """
+    from asm_tf import sampling  # the command-line tools that do not sample need no TensorFlow graph code
+
+    name, _, rest = text.partition(":")
+    types = {field.name: field.type for field in dataclasses.fields(sampling.SamplerSettings)}
+    fields = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in types or key == "sampler" or not value:
+            raise UserError(f"sampler variant {text!r}: {item!r} is not FIELD=VALUE with a field of "
+                            f"{sorted(set(types) - {'sampler'})}")
+        kind = (typing.get_args(types[key]) or (types[key],))[0]  # Optional[int] -> int
+        kind = (lambda v: v.lower() in ("1", "true")) if kind is bool else kind
+        try:
+            fields[key] = kind(value)
+        except ValueError:
+            raise UserError(f"sampler variant {text!r}: {key}={value!r} is not a number") from None
+    try:
+        base = sampling.SamplerSettings(sampler=name, step_size=fields.pop("step_size", run_settings.step_size),
+                                        noise_first=run_settings.noise_first)  # the trained ladder, n_sigma 1
+        chosen = dataclasses.replace(base, **fields)
+        if name in sampling.ODE_SAMPLERS:
+            return chosen
+        return dataclasses.replace(chosen, step_size=sampling.carried_step_size(base, chosen, schedule))
+    except ValueError as error:
+        raise UserError(f"sampler variant {text!r}: {error}") from None

@@ -2,6 +2,7 @@
 
   asm-eval --workdir=DIR --metric=fid --reference_stats=STATS.npz --inception_path=classify_image_graph_def.pb \
            --checkpoints=100000-300000 --step_sizes=4e-6:8e-6:5 --num_samples=5000 --sampler=cas --n_sigma=1
+  asm-eval --workdir=DIR --metric=fdd --sampler=heun --spacing=rho --num_steps=3,5,10,20   # one sweep per count
   asm-eval --workdir=DIR --mode=stats --inception_path=... [--num_samples=N]     # WORKDIR/eval/reference_stats.npz
   asm-eval --workdir=DIR --metric=modes --samples=DIR/samples/OUT    # the samples asm-sample wrote, not new ones
 
@@ -44,6 +45,10 @@ flags.DEFINE_integer("num_samples", None, "Samples per entry (default 1000; with
 flags.DEFINE_string("seeds", None, "Seeds of the samples, e.g. 0-4999 (default: 0 to num_samples - 1).")
 flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
 flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
+flags.DEFINE_string("num_steps", None, "Noise levels visited, a list such as 5,10,20 (one sweep each; default: all "
+                    "trained levels). Without --step_sizes, ALS and CAS carry the run's step size to each count "
+                    "(asm_tf.sampling.carried_step_size).")
+common.define_level_flags()
 flags.DEFINE_string("samples", None, "An asm-sample output directory: evaluate its samples.npz (the sampler settings "
                     "and checkpoint of its settings.json) instead of sampling.")
 flags.DEFINE_integer("batch_size", 100, "Images per sampler call (does not change any image).")
@@ -80,10 +85,22 @@ def seeds_from_flags():
     return seeds
 
 
-def sampler_settings():
-    """The run's sampler settings (its config must be parsed) with --sampler and --n_sigma applied."""
+def sampler_settings(num_steps=None):
+    """The run's sampler settings (its config must be parsed) with --sampler, --n_sigma, the level flags and
+    `num_steps`."""
     overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma") if getattr(FLAGS, name) is not None}
-    return dataclasses.replace(sampling.SamplerSettings(), **overrides)
+    return dataclasses.replace(sampling.SamplerSettings(), **overrides, **common.level_overrides(),
+                               num_steps=num_steps)
+
+
+def parse_num_steps(text):
+    """--num_steps: [None] (all trained levels) or a list of counts."""
+    if text is None:
+        return [None]
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise common.UserError(f"--num_steps={text!r}: give counts such as 5,10,20") from None
 
 
 def default_reference_path():
@@ -140,23 +157,40 @@ def checkpoint_loader(workdir, settings, seeds, loaded_runs=None):
     return load_checkpoint
 
 
-def sweep_settings(settings, seeds):
+def uses_levels(settings):
+    """True for settings that the sweeps before --num_steps could not express (their reports lack the fields)."""
+    return settings.num_steps is not None or settings.sampler in sampling.ODE_SAMPLERS
+
+
+def sweep_settings(settings, seeds, schedule):
     """The sampler identity that every report of a sweep carries."""
-    return {"sampler": settings.sampler, "n_sigma": settings.n_sigma, "noise_first": settings.noise_first,
-            "num_samples": len(seeds), "seeds": sweep.format_seeds(seeds)}
+    identity = {"sampler": settings.sampler, "n_sigma": settings.n_sigma, "noise_first": settings.noise_first,
+                "num_samples": len(seeds), "seeds": sweep.format_seeds(seeds)}
+    if uses_levels(settings):
+        identity.update({name: getattr(settings, name) for name in ("num_steps", *common.LEVEL_FLAGS)},
+                        network_calls=settings.network_calls(schedule))
+    return identity
+
+
+def sweep_name(metric_name, settings, count):
+    """The sweep's directory name: fdd_cas_n1_N500, or with levels fdd_heun_rho10_N500, fdd_cas_L10_N500."""
+    if not uses_levels(settings):
+        return f"{metric_name}_{settings.sampler}_n{settings.n_sigma}_N{count}"
+    return f"{metric_name}_{settings.label().split('_eps')[0]}_N{count}"
 
 
 def run_and_report(*, settings, seeds, checkpoints, step_sizes, load_checkpoint):
     """Runs the sweep of the run in FLAGS.workdir (config parsed) and prints the best entries and the plot."""
-    source = Experiment().data
+    experiment = Experiment()
+    source = experiment.data
     metric = build_metric(FLAGS.metric or ("toy2d" if source.kind == "points" else "fid"), source)
-    name = f"{metric.name}_{settings.sampler}_n{settings.n_sigma}_N{len(seeds)}"
+    name = sweep_name(metric.name, settings, len(seeds))
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "eval", name)
     print(f"{metric.name} of {len(checkpoints)} checkpoint(s) x {len(step_sizes)} step size(s), "
           f"{len(seeds)} samples each, into {output_dir}", flush=True)
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.workdir, "tensorboard", name))
     reports = sweep.run_sweep(checkpoints=checkpoints, step_sizes=step_sizes, load_checkpoint=load_checkpoint,
-                              metric=metric, settings=sweep_settings(settings, seeds), output_dir=output_dir,
+                              metric=metric, settings=sweep_settings(settings, seeds, experiment.schedule), output_dir=output_dir,
                               writer=writer, log=lambda message: print(message, flush=True))
     sweep.write_best_scalars(writer, metric, reports)
     for output, report in sweep.best_reports(reports, metric).items():
@@ -168,7 +202,8 @@ def run_and_report(*, settings, seeds, checkpoints, step_sizes, load_checkpoint)
 def run_sweep_mode():
     seeds = seeds_from_flags()
     run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
-    settings = sampler_settings()
+    counts = parse_num_steps(FLAGS.num_steps)
+    settings = [sampler_settings(count) for count in counts]  # bad settings fail before the slow part
     loaded_runs = {}
     if FLAGS.checkpoints == "latest":  # the newest readable one: a damaged newer one is reported and passed over
         loaded = run_lib.load_run(FLAGS.workdir, bindings=FLAGS.gin_bindings,
@@ -177,12 +212,22 @@ def run_sweep_mode():
         checkpoints = [loaded.step]
     else:
         checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
-    step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes or repr(settings.step_size))
-    run_and_report(settings=settings, seeds=seeds, checkpoints=checkpoints, step_sizes=step_sizes,
-                   load_checkpoint=checkpoint_loader(FLAGS.workdir, settings, seeds, loaded_runs))
+    schedule = Experiment().schedule
+    for num_steps, chosen in zip(counts, settings):
+        if FLAGS.step_sizes:
+            step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes)
+        elif num_steps is not None and chosen.sampler not in sampling.ODE_SAMPLERS:
+            trained = dataclasses.replace(chosen, num_steps=None, spacing="ladder", sigma_max=None, sigma_min=None)
+            step_sizes = [sampling.carried_step_size(trained, chosen, schedule)]
+        else:
+            step_sizes = [chosen.step_size]
+        dataclasses.replace(chosen, step_size=step_sizes[0]).validate(schedule)  # before any sampling
+        run_and_report(settings=chosen, seeds=seeds, checkpoints=checkpoints, step_sizes=step_sizes,
+                       load_checkpoint=checkpoint_loader(FLAGS.workdir, chosen, seeds, loaded_runs))
 
 
-SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "sampler", "n_sigma")
+SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "sampler", "n_sigma", "num_steps",
+                  *common.LEVEL_FLAGS)
 
 
 def run_samples_mode():

@@ -45,7 +45,7 @@ def model_name(name, workdir):
 def serving_settings(run_settings):
     """CAS settings for serving_default and inpaint: the run's n_sigma and step size, with the flags applied."""
     overrides = {name: getattr(FLAGS, name) for name in ("n_sigma", "step_size") if getattr(FLAGS, name) is not None}
-    return dataclasses.replace(run_settings, sampler="cas", **overrides)
+    return dataclasses.replace(run_settings.as_cas(), **overrides)
 
 
 def write_info(path, loaded, settings):

@@ -1,4 +1,5 @@
-"""asm-sample: ALS or CAS samples (final and denoised) from a run's EMA weights."""
+"""asm-sample: samples (final and denoised) from a run's EMA weights with ALS, CAS or the probability-flow ODE
+(euler, heun), on the trained levels or on --num_steps of them."""
 
 import dataclasses
 import os
@@ -7,7 +8,7 @@ import numpy as np
 from absl import flags
 
 from asm_tf import run as run_lib
-from asm_tf import sampling, sigmas, storage, summaries
+from asm_tf import sampling, storage, summaries
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -16,11 +17,16 @@ flags.DEFINE_integer("checkpoint", None, "Checkpoint step to load (default: the 
 flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
 flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
 flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
+flags.DEFINE_integer("num_steps", None, "Noise levels visited (default: all trained levels; CAS: its grid refined by "
+                     "n_sigma). Network calls per image: num_steps for CAS and euler, 2 num_steps - 1 for heun, "
+                     "num_steps n_sigma for ALS.")
+common.define_level_flags()
 flags.DEFINE_string(
     "step_size", None,
-    "Step size epsilon (default: the run's), or 'auto': the run's step size carried over to --n_sigma with "
-    "asm_tf.sigmas.extrapolate_step_size (ALS keeps eps * n_sigma; CAS keeps (1 - eps / sigma_L^2)^n_sigma, "
-    "a reconstruction of the paper's Appendix B that has not been checked against its text).")
+    "Step size epsilon of ALS and CAS (default: the run's), or 'auto': the run's step size carried over to "
+    "--n_sigma and --num_steps with asm_tf.sigmas.extrapolate_step_size, steps per trained interval standing in for "
+    "n_sigma (ALS keeps eps * n_sigma; CAS keeps (1 - eps / sigma_L^2)^n_sigma, a reconstruction of the paper's "
+    "Appendix B that has not been checked against its text).")
 flags.DEFINE_string("seeds", "0-63", "Seeds, one image each: a range 0-4999, a list 1,5,9, or both.")
 flags.DEFINE_integer("batch_size", 64, "Images per sampler call (does not change any image).")
 flags.DEFINE_string("output_dir", None, "Where samples.npz and the PNGs go (default: WORKDIR/samples/...).")
@@ -48,16 +54,15 @@ def parse_step_size(text):
 def settings_from_flags(schedule):
     """The run's sampler settings with the flags that were given applied on top (--step_size=auto resolved)."""
     run_settings = sampling.SamplerSettings()
-    overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma") if getattr(FLAGS, name) is not None}
-    chosen = dataclasses.replace(run_settings, **overrides)
+    overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma", "num_steps")
+                 if getattr(FLAGS, name) is not None}
+    chosen = dataclasses.replace(run_settings, **overrides, **common.level_overrides())
     step_size = parse_step_size(FLAGS.step_size)
     if step_size == "auto":
         if chosen.sampler != run_settings.sampler:
             raise common.UserError(f"--step_size=auto carries the run's {run_settings.sampler} step size to another "
                                    f"n_sigma; it cannot convert it to {chosen.sampler}: give a number")
-        step_size = sigmas.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
-                                                 n_from=run_settings.n_sigma, n_to=chosen.n_sigma,
-                                                 sigma_end=schedule.sigma_end)
+        step_size = sampling.carried_step_size(run_settings, chosen, schedule)
     return chosen if step_size is None else dataclasses.replace(chosen, step_size=step_size)
 
 
@@ -143,9 +148,9 @@ def main(argv):
     sampler = sampling.make_sampler(run.score_model, schedule, settings, source, trajectory_every=every)
     if every:
         sampler = TrajectoryKeeper(sampler, FLAGS.trajectory_images if source.kind == "image" else len(seeds))
-    output_dir = FLAGS.output_dir or os.path.join(
-        FLAGS.workdir, "samples", f"step{run.step}_{settings.sampler}_n{settings.n_sigma}_eps{settings.step_size:g}")
-    print(f"sampling {len(seeds)} images with {settings} from {run.checkpoint}", flush=True)
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples", f"step{run.step}_{settings.label()}")
+    print(f"sampling {len(seeds)} images with {settings} ({settings.network_calls(schedule)} network calls each) "
+          f"from {run.checkpoint}", flush=True)
     final, denoised = sampling.sample_in_batches(sampler, seeds, FLAGS.batch_size)
     save_samples(output_dir, final, denoised, seeds, source.kind)
     written = "samples.npz, final.png and denoised.png"
@@ -157,6 +162,7 @@ def main(argv):
         written += ", trajectory.npz and trajectory.png"
     storage.write_json(os.path.join(output_dir, "settings.json"), {
         "checkpoint": run.checkpoint, "step": run.step, **dataclasses.asdict(settings),
+        "network_calls": settings.network_calls(schedule),
         "step_size_flag": FLAGS.step_size, "num_samples": len(seeds), "seeds": FLAGS.seeds,
         "trajectory_every": FLAGS.trajectory_every, "gin_bindings": FLAGS.gin_bindings})
     print(f"wrote {output_dir}/{written}", flush=True)

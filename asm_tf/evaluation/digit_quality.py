@@ -95,6 +95,17 @@ def frechet_distance_of_features(features1, features2):
                                               fid.statistics_of_features(features2))
 
 
+def bootstrap_fdd_standard_error(generated, reference, *, rounds=100, seed=0):
+    """The standard deviation of the FDD of `generated` against fixed `reference` features over `rounds`
+    resamplings of the generated rows with replacement: the FDD's standard error from the samples alone."""
+    rng = np.random.default_rng(seed)
+    reference_statistics = fid.statistics_of_features(reference)
+    values = [fid.frechet_distance_of_statistics(
+        fid.statistics_of_features(generated[rng.integers(0, len(generated), len(generated))]), reference_statistics)
+        for _ in range(rounds)]
+    return float(np.std(values, ddof=1))
+
+
 def compare_features(generated, reference):
     """FDD, KID (and its standard error), precision and recall of `generated` against `reference` features.
 
@@ -151,6 +162,11 @@ class DigitQuality:
                        "sharpness": gradient_energy(images) / self._reference_energy}
                 for name, images in entries.items()}
         return self._yardsticks[count]
+
+    def fdd_standard_error(self, images, *, rounds=100, seed=0):
+        """The bootstrap standard error of the FDD of `images` (`bootstrap_fdd_standard_error`)."""
+        return bootstrap_fdd_standard_error(self.features(images).features, self._reference, rounds=rounds,
+                                            seed=seed)
 
     def evaluate(self, images):
         """A JSON-ready dict: fdd, kid, kid_se, precision, recall, the mode coverage numbers, fdd_floor,

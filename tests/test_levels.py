@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from asm_tf import levels, sampling, sigmas
+
+SCHEDULE = sigmas.NoiseSchedule(sigma_begin=8.5, sigma_end=0.02, num_levels=40)
+RUN = sampling.SamplerSettings(sampler="cas", step_size=1.5e-4)
+
+
+def test_a_subsampled_ladder_keeps_its_ends_and_takes_only_trained_levels():
+    ladder = SCHEDULE.sigmas()
+    picked = levels.subsampled(ladder, 10).numpy()
+    assert len(picked) == 10 and picked[0] == ladder[0] and picked[-1] == ladder[-1]
+    assert set(picked) <= set(ladder) and np.all(np.diff(picked) < 0)
+    np.testing.assert_array_equal(levels.subsampled(ladder, 40).numpy(), ladder)
+
+
+def test_the_rho_schedule_has_exact_ends_and_is_linear_for_rho_one():
+    got = levels.rho_spaced(80.0, 0.002, 18, 7.0).numpy()
+    assert got[0] == 80.0 and got[-1] == 0.002 and np.all(np.diff(got) < 0)
+    # EDM's sigma_i for i = 1 of 18 at rho 7 (Karras et al. 2022, eq. 5).
+    assert got[1] == pytest.approx((80 ** (1 / 7) + (0.002 ** (1 / 7) - 80 ** (1 / 7)) / 17) ** 7)
+    np.testing.assert_allclose(levels.rho_spaced(5.0, 1.0, 5, 1.0).numpy(), [5, 4, 3, 2, 1])
+
+
+def test_coarse_cas_needs_a_step_size_within_the_bounds_of_its_own_grid():
+    coarse = sampling.SamplerSettings(sampler="cas", num_steps=10, step_size=RUN.step_size)
+    RUN.validate(SCHEDULE)
+    with pytest.raises(ValueError, match="outside the CAS bounds for this grid of 10 levels"):
+        coarse.validate(SCHEDULE)
+    carried = sampling.carried_step_size(RUN, coarse, SCHEDULE)
+    sampling.SamplerSettings(sampler="cas", num_steps=10, step_size=carried).validate(SCHEDULE)
+    # Contraction per trained interval kept: (1 - eta')^(1 / 39 * 9) = (1 - eta).
+    eta, carried_eta = RUN.step_size / 0.02**2, carried / 0.02**2
+    assert (1 - carried_eta) ** (9 / 39) == pytest.approx(1 - eta)
+
+
+def test_refining_with_n_sigma_and_coarsening_with_num_steps_carry_the_step_size_alike():
+    refined = sampling.SamplerSettings(sampler="cas", n_sigma=3, step_size=RUN.step_size)
+    expected = sigmas.extrapolate_step_size(RUN.step_size, sampler="cas", n_from=1, n_to=3, sigma_end=0.02)
+    assert sampling.carried_step_size(RUN, refined, SCHEDULE) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"sampler": "euler", "num_steps": 41}, "exceeds the 40 trained levels"),
+    ({"sampler": "euler", "num_steps": 5, "spacing": "rho", "sigma_max": 80.0}, r"80 outside the trained range"),
+    ({"sampler": "heun", "num_steps": 5, "spacing": "rho", "sigma_min": 0.002}, r"0.002 outside the trained range"),
+])
+def test_levels_the_network_was_not_trained_on_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        sampling.SamplerSettings(**settings).validate(SCHEDULE)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"sampler": "euler", "num_steps": 1}, "num_steps must be at least 2"),
+    ({"sampler": "heun", "spacing": "rho"}, "spacing 'rho' needs num_steps"),
+    ({"sampler": "cas", "num_steps": 5, "n_sigma": 2}, "either num_steps"),
+    ({"sampler": "euler", "num_steps": 5, "sigma_max": 5.0}, "ends of spacing 'rho'"),
+    ({"sampler": "cas", "churn": 1.0}, "churn applies"),
+    ({"sampler": "heun", "num_steps": 5, "eta": 0.5}, "eta applies to the euler sampler"),
+    ({"sampler": "euler", "num_steps": 5, "eta": 1.5}, "0 <= eta <= 1"),
+    ({"sampler": "ddim"}, "sampler must be one of"),
+])
+def test_bad_settings_are_refused_with_a_message(settings, message):
+    with pytest.raises(ValueError, match=message):
+        sampling.SamplerSettings(**settings)
+
+
+def test_network_calls_per_image():
+    calls = {name: sampling.SamplerSettings(**kw).network_calls(SCHEDULE) for name, kw in {
+        "als": {"sampler": "als", "n_sigma": 2}, "cas": {"sampler": "cas"},
+        "coarse cas": {"sampler": "cas", "num_steps": 10}, "euler": {"sampler": "euler", "num_steps": 10},
+        "heun": {"sampler": "heun", "num_steps": 10}}.items()}
+    assert calls == {"als": 80, "cas": 40, "coarse cas": 10, "euler": 10, "heun": 19}
+
+
+def test_serving_runs_an_ode_run_as_cas_on_its_levels():
+    settings = sampling.SamplerSettings(sampler="euler", num_steps=20, eta=0.5, step_size=RUN.step_size).as_cas()
+    assert (settings.sampler, settings.eta, settings.num_steps) == ("cas", 0.0, 20)
+    assert settings.network_calls(SCHEDULE) == 20
+
+
+def test_a_sampler_variant_reads_its_fields_and_carries_the_step_size_from_the_trained_ladder():
+    from asm_tf.cli import common
+
+    run = sampling.SamplerSettings(sampler="euler", num_steps=5, spacing="rho", eta=0.5, step_size=1.5e-4)
+    coarse = common.parse_sampler_variant("cas:num_steps=10", run, SCHEDULE)
+    assert (coarse.sampler, coarse.num_steps, coarse.spacing, coarse.eta) == ("cas", 10, "ladder", 0.0)
+    assert coarse.step_size == pytest.approx(sampling.carried_step_size(RUN, coarse, SCHEDULE))
+    heun = common.parse_sampler_variant("heun:num_steps=6,spacing=rho,churn=0.5,rho=3", run, SCHEDULE)
+    assert (heun.num_steps, heun.spacing, heun.churn, heun.rho) == (6, "rho", 0.5, 3.0)
+    for text, message in (("heun:steps=5", "not FIELD=VALUE"), ("heun:num_steps=x", "not a number"),
+                          ("cas:num_steps=50", "exceeds the 40 trained levels")):
+        with pytest.raises(common.UserError, match=message):
+            common.parse_sampler_variant(text, run, SCHEDULE)
