@@ -4,8 +4,9 @@ settings that pick any sampler of a run (ALS, CAS, or the probability-flow ODE o
 Every image's randomness is a stateless function of its int64 seed: draw 0 is the initial value,
 draw k + 1 the noise of sampler step k (asm_tf.ode numbers its draws in its own docstring). Image k therefore
 depends only on the weights, the sampler settings and seed k, never on the batch size, its position in the
-batch or the device. ALS and CAS return (final sample, EDS of the last step) in model space (SPEC 1.3-1.5), plus
-the trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values known (exported for serving).
+batch or the device. ALS and CAS return (final sample, EDS of the last step) in model space
+(docs/algorithm.md), plus the trajectory when asked; `cas_inpaint` and `inpaint` run CAS with some values known
+(exported for serving).
 """
 
 import dataclasses
@@ -138,7 +139,7 @@ def carried_step_size(run_settings, chosen, schedule):
 
 
 def initial_value(seeds, example_shape, source):
-    """U[init_low, init_high) in data space per seed, mapped to model space (SPEC 1.4)."""
+    """U[init_low, init_high) in data space per seed, mapped to model space, as the reference starts."""
     u = noise.uniform(noise.fold(seeds, 0), example_shape, source.init_low, source.init_high)
     return source.transform.to_model(u)
 
@@ -167,7 +168,8 @@ def _check_every(trajectory_every):
 
 
 def als(score_model, x, seeds, sigmas, step_size, n_sigma, noise_first=False, *, trajectory_every=None):
-    """ALS: n_sigma Langevin steps per level with alpha_i = eps (sigma_i / sigma_L)^2 (SPEC 1.4).
+    """ALS: n_sigma Langevin steps per level with alpha_i = eps (sigma_i / sigma_L)^2
+    (docs/algorithm.md#annealed-langevin-sampling-als).
 
     `sigmas` float32 [L]; `n_sigma` int32 scalar. The EDS is taken from the state just before
     the last update, as in the reference. With `trajectory_every=k` a third output [B, T, ...] holds
@@ -240,7 +242,8 @@ def _cas(score_model, x, seeds, sigmas, step_size, project=None, trajectory_ever
 
 
 def cas(score_model, x, seeds, sigmas, step_size, *, trajectory_every=None):
-    """CAS on the (refined) grid `sigmas` [L'] (SPEC 1.5); no noise after the last level.
+    """CAS on the (refined) grid `sigmas` [L'] (docs/algorithm.md#consistent-annealed-sampling-cas); no noise after
+    the last level.
 
     The noise std follows the schedule exactly for an ideal score when
     sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma); callers validate that first.

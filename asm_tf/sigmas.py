@@ -1,6 +1,6 @@
 """Noise schedules, the CAS grid refinement, CAS step-size bounds and step-size extrapolation.
 
-Notation (SPEC 1.1, 1.5, 1.7): sigma_1 > ... > sigma_L are the noise levels, epsilon the step size,
+Notation (docs/algorithm.md#notation): sigma_1 > ... > sigma_L are the noise levels, epsilon the step size,
 eta = epsilon / sigma_L^2, n_sigma the steps per level (ALS) or the grid refinement factor (CAS).
 """
 
@@ -103,7 +103,7 @@ def cas_coefficients(step_size, sigmas):
 
 
 def extrapolate_step_size(step_size, *, sampler, n_from, n_to, sigma_end):
-    """Carries a step size tuned at `n_from` steps per level to `n_to` (SPEC 1.7).
+    """Carries a step size tuned at `n_from` steps per level to `n_to` (docs/algorithm.md#step-size-extrapolation).
 
     ALS keeps eps * n_sigma fixed. CAS keeps the signal contraction per original level,
     (1 - eta_n)^n constant: a reconstruction of the paper's Appendix B, not yet checked against its text.

@@ -20,16 +20,14 @@ import re
 import sys
 import time
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import asm_tf  # noqa: E402,F401  (before TensorFlow: turns oneDNN on)
-import matplotlib.pyplot as plt  # noqa: E402
+import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
+import matplotlib.pyplot as plt
 
-from asm_tf import run as run_lib  # noqa: E402
-from asm_tf import sampling, summaries  # noqa: E402
-from asm_tf.cli import common  # noqa: E402
-from asm_tf.evaluation import digit_quality, modes  # noqa: E402
+from asm_tf import run as run_lib
+from asm_tf import sampling, summaries
+from asm_tf.cli import common
+from asm_tf.evaluation import digit_quality, modes
 
 OUTPUTS = (("raw", 0), ("denoised", 1))
 

@@ -17,15 +17,13 @@ import statistics
 import sys
 import time
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import asm_tf  # noqa: E402,F401  (before TensorFlow: turns oneDNN on)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
+import numpy as np
+import tensorflow as tf
 
-from asm_tf import sampling, sigmas  # noqa: E402
-from asm_tf.cli import common  # noqa: E402
+from asm_tf import sampling, sigmas
+from asm_tf.cli import common
 
 
 def request(settings, schedule):
