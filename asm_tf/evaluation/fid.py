@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
-from asm_tf import progress, storage
+from asm_tf import progress, storage, summaries
 
 INCEPTION_SIZE = 299
 DEFAULT_BATCH_SIZE = 100
@@ -175,7 +175,7 @@ def statistics_of_features(features):
 def to_uint8(images):
     """Images as our PNGs store them: float [0, 1] -> uint8 round(255 * clip(x, 0, 1)); uint8 unchanged.
 
-    The same rounding (half to even) as `asm_tf.summaries.to_uint8`, which writes the samples' PNGs and npz.
+    The quantisation is `asm_tf.summaries.to_uint8`'s, which writes the samples' PNGs and npz.
 
     Non-finite values (a diverged sampler) become 0 with a warning, so that they score badly instead of failing.
     """
@@ -188,7 +188,7 @@ def to_uint8(images):
     if not np.all(finite):
         warnings.warn(f"{np.size(images) - np.count_nonzero(finite)} non-finite pixel values were set to 0")
         images = np.where(finite, images, 0.0)
-    return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return summaries.to_uint8(images)
 
 
 @dataclasses.dataclass(frozen=True)
