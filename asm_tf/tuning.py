@@ -190,10 +190,8 @@ def cas_noise_std(sigmas, eta, start_std=None):
     One level: v^2 <- (1 - eta)^2 v^2 + beta_i^2 sigma_{i+1}^2 with beta_i^2 = 1 - ((1 - eta) / gamma_i)^2.
     """
     sigmas = np.asarray(sigmas, np.float64)
-    gammas = sigmas[1:] / sigmas[:-1]
-    beta_squared = 1.0 - ((1.0 - eta) / gammas) ** 2
-    if np.any(beta_squared < 0):
-        raise ValueError(f"eta = {eta} violates the CAS bound |1 - eta| <= gamma on this grid")
+    _, beta = sigmas_lib.cas_coefficients(eta * sigmas[-1] ** 2, sigmas)  # a ValueError outside the bounds
+    beta_squared = beta ** 2
     variance = (sigmas[0] if start_std is None else start_std) ** 2
     stds = np.empty(len(sigmas))
     for level in range(len(sigmas)):
