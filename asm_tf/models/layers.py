@@ -22,6 +22,21 @@ def swish(x):
     return x * tf.sigmoid(x)
 
 
+def _batch_matmul(a, b, adjoint_a=False, adjoint_b=False):
+    return tf.raw_ops.BatchMatMulV3(x=a, y=b, Tout=a.dtype, adj_x=adjoint_a, adj_y=adjoint_b)
+
+
+@tf.custom_gradient
+def matmul(a, b):
+    """a @ b (matrices) on TensorFlow's own (Eigen) kernel, forward and backward.
+
+    With oneDNN on, TensorFlow's graph rewrite sends MatMul to oneDNN's kernel and leaves BatchMatMulV3 alone. At
+    the toy MLP's sizes (256 x 512 x 512) oneDNN's did 7-10% fewer FLOPs per CPU second here (the three products of
+    a training step, interleaved in one process); at the UNet attention's (8 x 256 x 256 x 256) they were equal.
+    """
+    return _batch_matmul(a, b), lambda dy: (_batch_matmul(dy, b, adjoint_b=True), _batch_matmul(a, dy, adjoint_a=True))
+
+
 def _l2_normalize(v):
     return tf.math.l2_normalize(v, epsilon=1e-24)
 
@@ -155,7 +170,9 @@ class GroupNorm(keras.layers.Layer):
     Statistics are reduced over the spatial axes per channel first (fast on NHWC) and then over the
     channels of each group; the normalisation and the affine map are one multiply-add over x. Measured
     1.4-1.6x faster (forward + backward) than moments over a [B, H, W, G, C/G] view, which is about as
-    fast as keras.layers.GroupNormalization here. Statistics in float32 under mixed precision.
+    fast as keras.layers.GroupNormalization here. The gradient is written out (two reductions and one
+    multiply-add over the activations) instead of differentiating the statistics. Statistics in float32
+    under mixed precision.
     """
 
     def __init__(self, groups=32, epsilon=1e-6, **kwargs):
@@ -178,11 +195,31 @@ class GroupNorm(keras.layers.Layer):
         return tf.reshape(averaged, [-1, 1, 1, channels])
 
     def call(self, x):
+        return self._normalize(x, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta))
+
+    @tf.custom_gradient
+    def _normalize(self, x, gamma, beta):
         x32 = tf.cast(x, tf.float32)
         means = self._group_average(tf.reduce_mean(x32, axis=[1, 2]))
         variances = self._group_average(tf.reduce_mean(tf.math.squared_difference(x32, means), axis=[1, 2]))
-        scale = tf.math.rsqrt(variances + self.epsilon) * self.gamma
-        return x * tf.cast(scale, x.dtype) + tf.cast(self.beta - means * scale, x.dtype)
+        inv_std = tf.math.rsqrt(variances + self.epsilon)
+        scale = inv_std * gamma
+
+        def gradient(dy):
+            """With x_hat = (x - mean) inv_std and g = gamma dy: dx = inv_std (g - mean(g) - x_hat mean(g x_hat)),
+            the means over each example's group, folded into dy * scale + x * a + b."""
+            dy32 = tf.cast(dy, tf.float32)
+            pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+            sum_dy = tf.reduce_sum(dy32, axis=[1, 2], keepdims=True)
+            sum_dy_x_hat = (tf.reduce_sum(dy32 * x32, axis=[1, 2], keepdims=True) - means * sum_dy) * inv_std
+            mean_g = self._group_average(gamma * sum_dy) / pixels
+            mean_g_x_hat = self._group_average(gamma * sum_dy_x_hat) / pixels
+            a = -tf.square(inv_std) * mean_g_x_hat
+            b = inv_std * (means * inv_std * mean_g_x_hat - mean_g)
+            dx = dy32 * scale + x32 * a + b
+            return tf.cast(dx, x.dtype), tf.reduce_sum(sum_dy_x_hat, axis=[0, 1, 2]), tf.reduce_sum(sum_dy, axis=[0, 1, 2])
+
+        return x * tf.cast(scale, x.dtype) + tf.cast(beta - means * scale, x.dtype), gradient
 
 
 class ConvMeanPool(keras.layers.Layer):
