@@ -27,14 +27,19 @@ def _batch_matmul(a, b, adjoint_a=False, adjoint_b=False):
 
 
 @tf.custom_gradient
+def _eigen_matmul(a, b):
+    return _batch_matmul(a, b), lambda dy: (_batch_matmul(dy, b, adjoint_b=True), _batch_matmul(a, dy, adjoint_a=True))
+
+
 def matmul(a, b):
-    """a @ b (matrices) on TensorFlow's own (Eigen) kernel, forward and backward.
+    """a @ b (matrices); in float32 on TensorFlow's own (Eigen) CPU kernel, forward and backward.
 
     With oneDNN on, TensorFlow's graph rewrite sends MatMul to oneDNN's kernel and leaves BatchMatMulV3 alone. At
     the toy MLP's sizes (256 x 512 x 512) oneDNN's did 7-10% fewer FLOPs per CPU second here (the three products of
     a training step, interleaved in one process); at the UNet attention's (8 x 256 x 256 x 256) they were equal.
+    The CPU has BatchMatMulV3 kernels for float32 but not float16, so other types take tf.matmul.
     """
-    return _batch_matmul(a, b), lambda dy: (_batch_matmul(dy, b, adjoint_b=True), _batch_matmul(a, dy, adjoint_a=True))
+    return _eigen_matmul(a, b) if a.dtype == tf.float32 else tf.matmul(a, b)
 
 
 def _l2_normalize(v):
