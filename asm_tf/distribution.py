@@ -22,15 +22,22 @@ def tf_config_cluster():
         raise ValueError(f"TF_CONFIG is not a JSON object with a 'cluster': {text[:200]!r}") from None
 
 
+def auto_strategy_name():
+    """What 'auto' starts: multi_worker if TF_CONFIG names a cluster, mirrored over two or more local GPUs, else
+    default: one device needs no replicas, and its training steps are cheaper without MirroredStrategy's."""
+    if tf_config_cluster():
+        return "multi_worker"
+    return "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "default"
+
+
 def make_strategy(name, tpu="local"):
     """The tf.distribute strategy called `name`.
 
-    auto: multi_worker if TF_CONFIG names a cluster, else mirrored; mirrored: all local devices;
-    default: one device; multi_worker: the workers of TF_CONFIG (create it before any other TF work);
-    tpu: the TPU `tpu` (a name or address; 'local' on a TPU VM).
+    auto: see auto_strategy_name; mirrored: all local devices; default: one device; multi_worker: the workers
+    of TF_CONFIG (create it before any other TF work); tpu: the TPU `tpu` (a name or address; 'local' on a TPU VM).
     """
     if name == "auto":
-        name = "multi_worker" if tf_config_cluster() else "mirrored"
+        name = auto_strategy_name()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "default":

@@ -4,7 +4,8 @@ import tensorflow as tf
 
 
 class EMA:
-    """shadow <- rate * shadow + (1 - rate) * weight after every score step (SPEC 4.3).
+    """shadow <- rate * shadow + (1 - rate) * weight after every score step (docs/algorithm.md#ema), computed as
+    shadow -= (1 - rate) * (shadow - weight), with two passes over the weights instead of three.
 
     The shadow weights live in `network`, a copy of the trained network built from the same factory,
     so sampling, evaluation and export use it like any network. Non-trainable weights are copied.
@@ -26,6 +27,6 @@ class EMA:
         trainable = {id(v) for v in source.trainable_weights}
         for shadow, weight in zip(self.network.weights, source.weights, strict=True):
             if id(weight) in trainable:
-                shadow.assign(self.rate * shadow + (1.0 - self.rate) * tf.convert_to_tensor(weight))
+                shadow.assign_sub((1.0 - self.rate) * (tf.convert_to_tensor(shadow) - tf.convert_to_tensor(weight)))
             else:
                 shadow.assign(weight)

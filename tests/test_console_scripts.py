@@ -106,7 +106,7 @@ def test_dry_run_describes_the_discriminator_and_the_devices(runs):
     assert "score network: ToyMLP, 642 parameters, input (batch, 2)" in lines
     assert "discriminator: ToyMLP, 177 parameters, input (batch, 2)" in lines
     assert "devices: CPU:0 (no GPU visible: training runs on the CPU)" in lines
-    assert "replicas: 1 on 1 worker(s), MirroredStrategy over /job:localhost/replica:0/task:0/device:CPU:0" in lines
+    assert "replicas: 1 on 1 worker(s), DefaultDistributionStrategy over the default device" in lines
 
 
 def on_a_terminal(*command):

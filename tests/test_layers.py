@@ -76,6 +76,25 @@ def test_group_norm_matches_numpy():
         layers.GroupNorm(groups=4).build((None, 8, 8, 6))
 
 
+def test_group_norm_gradients_match_keras_group_normalization():
+    rng = _rng()
+    x = tf.constant(rng.normal(size=(2, 4, 5, 8)) * 3.0 + 1.0, tf.float32)
+    weights = tf.constant(rng.normal(size=x.shape), tf.float32)
+    ours, keras_norm = layers.GroupNorm(groups=4), tf.keras.layers.GroupNormalization(groups=4, epsilon=1e-6)
+    for norm in (ours, keras_norm):
+        norm.build(x.shape)
+        _set(norm, gamma=rng.normal(size=8), beta=rng.normal(size=8))
+    _set(keras_norm, gamma=ours.gamma.numpy(), beta=ours.beta.numpy())
+    gradients = []
+    for norm in (ours, keras_norm):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(norm(x) * weights)
+        gradients.append(tape.gradient(loss, [x, norm.gamma, norm.beta]))
+    for own, expected in zip(*gradients):
+        np.testing.assert_allclose(own.numpy(), expected.numpy(), atol=1e-4, rtol=1e-4)
+
+
 def test_conv_padding_dilation_and_default_init():
     rng = _rng()
     x = tf.constant(rng.normal(size=(2, 8, 8, 3)), tf.float32)

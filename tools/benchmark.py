@@ -3,7 +3,9 @@
     python tools/benchmark.py --model=ncsnv2 --image_size=32 --batch_size=8 --mode=train
 
 Modes: `train` times one DSM loss + gradient + Adam update in one tf.function; `forward` times
-`net(x, training=False)`. FLOPs are counted from the traced graph: 2 * multiply-adds of every
+`net(x, training=False)`; `cas` times a CAS run (`sampling.cas`, one network call per level) on `--cas_levels`
+geometric levels from 50 to 0.01 with step size sigma_L^2, the reference benchmark's short run, and reports
+`seconds_per_network_call`. FLOPs are counted from the traced graph: 2 * multiply-adds of every
 convolution (forward and both backward kernels) and matrix product, per image; element-wise work is not
 counted. The same run measures the fp32 matmul GFLOP/s of the machine (the best of several square
 `tf.matmul`s of sizes 1024 to 4096, before and after the model) and reports achieved / matmul. Peak memory is the process's
@@ -27,8 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN is off by default on CPUs without AVX-512 (like this AMD EPYC); its convolutions measured 1.3x
 # (forward) and 1.6x (input gradient) more FLOPs per CPU second than Eigen's here. TF reads this at import.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -172,7 +172,7 @@ def make_train_step(network, sigmas, learning_rate=1e-4):
 
 
 def benchmark(network, *, mode, batch_size, image_size, channels, warmup=2, steps=5,
-              matmul_sizes=(1024, 2048, 4096), sigmas=None):
+              matmul_sizes=(1024, 2048, 4096), sigmas=None, cas_levels=20):
     """Times `network` and returns the report as a dict."""
     matmul_before = matmul_peak(matmul_sizes)
     x = tf.random.uniform((batch_size, image_size, image_size, channels), seed=0)
@@ -182,16 +182,26 @@ def benchmark(network, *, mode, batch_size, image_size, channels, warmup=2, step
         step, args = make_train_step(network, sigmas), (x, seeds)
     elif mode == "forward":
         step, args = tf.function(lambda x: network(x, training=False)), (x,)
+    elif mode == "cas":
+        from asm_tf.sampling import cas
+        from asm_tf.score import ScoreModel
+
+        levels = np.geomspace(50.0, 0.01, cas_levels).astype(np.float32)
+        step = tf.function(lambda x, seeds: cas(ScoreModel(network), x, seeds, levels, float(levels[-1]) ** 2))
+        args = (x, seeds)
     else:
-        raise ValueError(f"mode must be 'train' or 'forward', got {mode!r}")
+        raise ValueError(f"mode must be 'train', 'forward' or 'cas', got {mode!r}")
     flops_per_image = graph_flops(step.get_concrete_function(*args).graph) / batch_size
+    if mode == "cas":  # the loop's body, counted once, runs once per level
+        flops_per_image *= cas_levels
     timing = time_calls(step, *args, warmup=warmup, steps=steps)
     rss = peak_rss_gb()
     matmul_after = matmul_peak(matmul_sizes)
     matmul = Timing(max(matmul_before.wall, matmul_after.wall), max(matmul_before.cpu, matmul_after.cpu))
     seconds, cpu_seconds = statistics.median(timing.wall), statistics.median(timing.cpu)
     step_gflop = flops_per_image * batch_size / 1e9
-    return {
+    per_call = {"seconds_per_network_call": round(seconds / cas_levels, 4)} if mode == "cas" else {}
+    return {**per_call,
         "mode": mode, "batch_size": batch_size, "image_size": image_size, "channels": channels,
         "parameters": network.count_params(),
         "seconds_per_step": round(seconds, 4), "seconds_min": round(min(timing.wall), 4),
@@ -218,7 +228,8 @@ def parse_args(argv):
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--mode", choices=("train", "forward"), default="train")
+    parser.add_argument("--mode", choices=("train", "forward", "cas"), default="train")
+    parser.add_argument("--cas_levels", type=int, default=20, help="noise levels of a --mode=cas run")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls (the first one traces)")
     parser.add_argument("--steps", type=int, default=5, help="timed calls; the median is reported")
     parser.add_argument("--matmul_sizes", type=int, nargs="+", default=[1024, 2048, 4096],
@@ -238,7 +249,7 @@ def main(argv=None):
         report, sigmas = {"model": args.model, "ngf": args.ngf}, None
     report.update(benchmark(network, mode=args.mode, batch_size=args.batch_size, image_size=args.image_size,
                             channels=args.channels, warmup=args.warmup, steps=args.steps,
-                            matmul_sizes=args.matmul_sizes, sigmas=sigmas))
+                            matmul_sizes=args.matmul_sizes, sigmas=sigmas, cas_levels=args.cas_levels))
     print(json.dumps(report))
 
 

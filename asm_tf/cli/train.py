@@ -23,8 +23,8 @@ flags.DEFINE_multi_string("gin_file", [], "Gin configuration file(s), applied in
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. 'Trainer.num_steps = 1000'.")
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, config.gin.")
 flags.DEFINE_enum("strategy", "auto", list(distribution.STRATEGIES),
-                  "tf.distribute strategy: auto (multi_worker if TF_CONFIG names a cluster, else mirrored), all "
-                  "local devices, one device, the workers of TF_CONFIG, or a TPU.")
+                  "tf.distribute strategy: auto (multi_worker if TF_CONFIG names a cluster, mirrored over several "
+                  "local GPUs, else default), all local devices, one device, the workers of TF_CONFIG, or a TPU.")
 flags.DEFINE_string("tpu", "local", "With --strategy=tpu: the TPU's name or address ('local' on a TPU VM).")
 flags.DEFINE_bool("dry_run", False, "Parse and validate the config, build models and data, print sizes, exit.")
 flags.DEFINE_bool("allow_config_change", False, "Resume a workdir even though its saved config differs.")
@@ -43,8 +43,9 @@ def device_lines(strategy, workers):
         replica_devices = ", ".join(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy: one replica on TensorFlow's default device
         replica_devices = "the default device"
+    strategy_class = type(strategy).__name__.lstrip("_")  # the default strategy's class is private
     return [f"devices: {', '.join(visible)}{gpus}",
-            f"replicas: {strategy.num_replicas_in_sync} on {workers.count} worker(s), {type(strategy).__name__} "
+            f"replicas: {strategy.num_replicas_in_sync} on {workers.count} worker(s), {strategy_class} "
             f"over {replica_devices}"]
 
 
@@ -64,8 +65,7 @@ def describe(trainer):
 
 def strategy_name(requested, dry_run):
     """The strategy to start: a dry run stays on this machine (a cluster would wait for its other workers)."""
-    name = "multi_worker" if requested == "auto" and distribution.tf_config_cluster() else requested
-    name = "mirrored" if name == "auto" else name
+    name = distribution.auto_strategy_name() if requested == "auto" else requested
     if dry_run and name in ("multi_worker", "tpu"):
         print(f"dry run on this machine's devices: the {name} strategy is not started", flush=True)
         return "mirrored"

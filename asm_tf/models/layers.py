@@ -1,4 +1,4 @@
-"""Building blocks of the image score networks (SPEC 4.1, 4.2), NHWC, written for speed on CPU.
+"""Building blocks of the image score networks (NCSNv2, UNet), NHWC, written for speed on CPU.
 
 Convolutions call `tf.nn.conv2d` directly (Keras' Conv2D is 22-34% slower for dilated kernels here), the
 norms fold their statistics and affine parameters into one scale and one shift per (example, channel),
@@ -22,6 +22,26 @@ def swish(x):
     return x * tf.sigmoid(x)
 
 
+def _batch_matmul(a, b, adjoint_a=False, adjoint_b=False):
+    return tf.raw_ops.BatchMatMulV3(x=a, y=b, Tout=a.dtype, adj_x=adjoint_a, adj_y=adjoint_b)
+
+
+@tf.custom_gradient
+def _eigen_matmul(a, b):
+    return _batch_matmul(a, b), lambda dy: (_batch_matmul(dy, b, adjoint_b=True), _batch_matmul(a, dy, adjoint_a=True))
+
+
+def matmul(a, b):
+    """a @ b (matrices); in float32 on TensorFlow's own (Eigen) CPU kernel, forward and backward.
+
+    With oneDNN on, TensorFlow's graph rewrite sends MatMul to oneDNN's kernel and leaves BatchMatMulV3 alone. At
+    the toy MLP's sizes (256 x 512 x 512) oneDNN's did 7-10% fewer FLOPs per CPU second here (the three products of
+    a training step, interleaved in one process); at the UNet attention's (8 x 256 x 256 x 256) they were equal.
+    The CPU has BatchMatMulV3 kernels for float32 but not float16, so other types take tf.matmul.
+    """
+    return _eigen_matmul(a, b) if a.dtype == tf.float32 else tf.matmul(a, b)
+
+
 def _l2_normalize(v):
     return tf.math.l2_normalize(v, epsilon=1e-24)
 
@@ -30,7 +50,7 @@ class Conv(keras.layers.Layer):
     """2-D convolution (NHWC) calling `tf.nn.conv2d` directly.
 
     `padding` is "same" or an int p (p zeros on every side, as PyTorch's `padding=p`; this differs from
-    "same" for strided convolutions). Initialisers default to PyTorch's (SPEC 4.1); the bias default
+    "same" for strided convolutions). Initialisers default to PyTorch's, as in the reference; the bias default
     depends on the fan-in and is made in `build`.
 
     `spectral_norm=True` (NCSNv2's option; the discriminator's is BigGAN's, `discriminator.SNConv2D`) divides the
@@ -118,7 +138,7 @@ def dilated_conv2d(x, kernel, dilation):
 
 
 class InstanceNormPlusPlus(keras.layers.Layer):
-    """Unconditional InstanceNorm++ (SPEC 4.1).
+    """Unconditional InstanceNorm++ (NCSNv2's).
 
     out = gamma * (instance_norm(x) + alpha * m) + beta, where m standardises the per-channel spatial
     means across the channels of the same example with the unbiased variance. alpha, gamma ~ N(1, 0.02),
@@ -156,7 +176,9 @@ class GroupNorm(keras.layers.Layer):
     Statistics are reduced over the spatial axes per channel first (fast on NHWC) and then over the
     channels of each group; the normalisation and the affine map are one multiply-add over x. Measured
     1.4-1.6x faster (forward + backward) than moments over a [B, H, W, G, C/G] view, which is about as
-    fast as keras.layers.GroupNormalization here. Statistics in float32 under mixed precision.
+    fast as keras.layers.GroupNormalization here. The gradient is written out (two reductions and one
+    multiply-add over the activations) instead of differentiating the statistics. Statistics in float32
+    under mixed precision.
     """
 
     def __init__(self, groups=32, epsilon=1e-6, **kwargs):
@@ -179,11 +201,31 @@ class GroupNorm(keras.layers.Layer):
         return tf.reshape(averaged, [-1, 1, 1, channels])
 
     def call(self, x):
+        return self._normalize(x, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta))
+
+    @tf.custom_gradient
+    def _normalize(self, x, gamma, beta):
         x32 = tf.cast(x, tf.float32)
         means = self._group_average(tf.reduce_mean(x32, axis=[1, 2]))
         variances = self._group_average(tf.reduce_mean(tf.math.squared_difference(x32, means), axis=[1, 2]))
-        scale = tf.math.rsqrt(variances + self.epsilon) * self.gamma
-        return x * tf.cast(scale, x.dtype) + tf.cast(self.beta - means * scale, x.dtype)
+        inv_std = tf.math.rsqrt(variances + self.epsilon)
+        scale = inv_std * gamma
+
+        def gradient(dy):
+            """With x_hat = (x - mean) inv_std and g = gamma dy: dx = inv_std (g - mean(g) - x_hat mean(g x_hat)),
+            the means over each example's group, folded into dy * scale + x * a + b."""
+            dy32 = tf.cast(dy, tf.float32)
+            pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+            sum_dy = tf.reduce_sum(dy32, axis=[1, 2], keepdims=True)
+            sum_dy_x_hat = (tf.reduce_sum(dy32 * x32, axis=[1, 2], keepdims=True) - means * sum_dy) * inv_std
+            mean_g = self._group_average(gamma * sum_dy) / pixels
+            mean_g_x_hat = self._group_average(gamma * sum_dy_x_hat) / pixels
+            a = -tf.square(inv_std) * mean_g_x_hat
+            b = inv_std * (means * inv_std * mean_g_x_hat - mean_g)
+            dx = dy32 * scale + x32 * a + b
+            return tf.cast(dx, x.dtype), tf.reduce_sum(sum_dy_x_hat, axis=[0, 1, 2]), tf.reduce_sum(sum_dy, axis=[0, 1, 2])
+
+        return x * tf.cast(scale, x.dtype) + tf.cast(beta - means * scale, x.dtype), gradient
 
 
 class ConvMeanPool(keras.layers.Layer):
@@ -211,7 +253,7 @@ class ResidualBlock(keras.layers.Layer):
     """Pre-activation residual block of NCSNv2: Norm, ELU, conv1, Norm, ELU, conv2, plus a shortcut.
 
     `resample="down"` with `dilation=1` halves the size (ConvMeanPool, 1x1 ConvMeanPool shortcut); with a
-    dilation > 1 it keeps the size and uses dilated 3x3 convolutions and a dilated 3x3 shortcut (SPEC 4.1).
+    dilation > 1 it keeps the size and uses dilated 3x3 convolutions and a dilated 3x3 shortcut, as in the reference.
     Without resampling the shortcut is the identity, or when the channel count changes a 1x1 conv
     (a dilated 3x3 one in dilated blocks, as in the reference).
     """
@@ -330,7 +372,7 @@ class MultiResolutionFusion(keras.layers.Layer):
 
 
 class RefineBlock(keras.layers.Layer):
-    """RefineNet block over a list of inputs (the first one sets the output size; SPEC 4.1).
+    """RefineNet block over a list of inputs (the first one sets the output size).
 
     Each input goes through 2 RCUs; several inputs are fused by MSF (a single input must already have
     `features` channels); then CRP and the output RCUs (3 units for the last block, `end=True`, else 1).

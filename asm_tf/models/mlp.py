@@ -1,10 +1,11 @@
-"""MLPs for 2-D toy data (SPEC 4.4): the score network and the discriminator share one shape."""
+"""MLPs for 2-D toy data (the reference's notebook): the score network and the discriminator share one shape."""
 
 import gin
 import keras
 from keras import ops
 
 from asm_tf.models.initializers import torch_default_bias, torch_default_kernel
+from asm_tf.models.layers import matmul
 
 
 class ToyMLP(keras.Model):
@@ -34,9 +35,11 @@ class ToyMLP(keras.Model):
         if self.conditional:
             sigma = ops.zeros_like(x[:, :1]) if sigma is None else ops.reshape(ops.cast(sigma, x.dtype), (-1, 1))
             x = ops.concatenate([x, sigma], axis=-1)
-        for layer in self.dense_layers[:-1]:
-            x = ops.leaky_relu(layer(x), negative_slope=0.01)
-        return self.dense_layers[-1](x)
+        for index, layer in enumerate(self.dense_layers):  # Dense's weights, multiplied on Eigen's kernel
+            x = matmul(x, ops.cast(layer.kernel, x.dtype)) + ops.cast(layer.bias, x.dtype)
+            if index < len(self.dense_layers) - 1:
+                x = ops.leaky_relu(x, negative_slope=0.01)
+        return x
 
 
 gin.external_configurable(ToyMLP)
