@@ -167,3 +167,11 @@ def storage_faults():
     faults = StorageFaults()
     yield faults
     faults.undo()
+
+
+@pytest.fixture(autouse=True)
+def no_gin_bindings_left_behind():
+    """Clears gin's bindings after every test: a configurable built by a later test in the same worker (e.g. a
+    SamplerSettings) must not pick up the bindings that an earlier test parsed."""
+    yield
+    gin.clear_config()

@@ -56,8 +56,11 @@ def test_the_commands_chained_on_file_urls_write_only_where_the_urls_point(tmp_p
 
 @pytest.fixture
 def ram_workdir():
+    """A workdir on ram://, removed afterwards with the gin bindings the test parsed (later tests in this
+    process must not inherit them)."""
     path = f"ram://asm_test_{os.getpid()}"
     yield path
+    gin.clear_config()
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
 
