@@ -174,17 +174,22 @@ class Signatures:
         return _check(tf.logical_and(n_sigma >= 1, n_sigma <= MAX_N_SIGMA),
                       f"n_sigma must be at least 1 and at most {MAX_N_SIGMA}, got {{}}", n_sigma)
 
-    def _sample_cas(self, seeds, step_size, n_sigma, denoise):
-        with tf.control_dependencies([self._check_n_sigma(n_sigma)]):
-            grid = refined_grid(self._schedule, n_sigma)
+    def _cas_on(self, seeds, grid, step_size, denoise, grid_name, grid_value):
+        """CAS on `grid` (float64) once the seed count and the step size (against the grid's bounds) are checked;
+        `grid_name` describes the grid in the error, with `grid_value` in its {}."""
         low, high = cas_step_size_bounds(grid)
         eps = tf.cast(step_size, tf.float64)
         checks = self._check_count(tf.size(seeds), "seed") + [_check(
             tf.logical_and(low < eps, eps < high),
-            "step_size {} is outside the CAS bounds for n_sigma = {}: choose a step size strictly between {} "
-            "and {}, i.e. sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma)", step_size, n_sigma, low, high)]
+            f"step_size {{}} is outside the CAS bounds for {grid_name}: choose a step size strictly between {{}} "
+            "and {}, i.e. sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma)", step_size, grid_value, low, high)]
         with tf.control_dependencies(checks):
             return self._draw(seeds, tf.cast(grid, tf.float32), step_size, denoise, "cas")
+
+    def _sample_cas(self, seeds, step_size, n_sigma, denoise):
+        with tf.control_dependencies([self._check_n_sigma(n_sigma)]):
+            grid = refined_grid(self._schedule, n_sigma)
+        return self._cas_on(seeds, grid, step_size, denoise, "n_sigma = {}", n_sigma)
 
     def _sample_als(self, seeds, step_size, n_sigma, denoise):
         checks = self._check_count(tf.size(seeds), "seed") + [
@@ -228,14 +233,8 @@ class Signatures:
     def _sample_cas_levels(self, seeds, num_steps, spacing, rho, step_size, denoise):
         checks, levels = self._levels(num_steps, spacing, rho)
         with tf.control_dependencies(checks):
-            low, high = cas_step_size_bounds(tf.cast(levels, tf.float64))
-        eps = tf.cast(step_size, tf.float64)
-        checks = self._check_count(tf.size(seeds), "seed") + [_check(
-            tf.logical_and(low < eps, eps < high),
-            "step_size {} is outside the CAS bounds for {} levels: choose a step size strictly between {} and {}, "
-            "i.e. sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma)", step_size, num_steps, low, high)]
-        with tf.control_dependencies(checks):
-            return self._draw(seeds, levels, step_size, denoise, "cas")
+            grid = tf.cast(levels, tf.float64)
+        return self._cas_on(seeds, grid, step_size, denoise, "{} levels", num_steps)
 
     def _denoise(self, noisy, sigma):
         checks, noisy = self._check_examples(noisy, f"noisy_{self._name}")

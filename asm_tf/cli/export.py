@@ -87,8 +87,7 @@ def main(argv):
         raise storage.StorageError(f"{error}; the versions before it ({export.existing_versions(base) or 'none'}) "
                                    "are untouched") from None
     finally:
-        if tf.io.gfile.exists(partial):
-            storage.remove_quietly([partial])
+        storage.remove_quietly([partial])  # nothing to remove once renamed
     print(f"wrote {final} (signatures: {', '.join(export.SIGNATURES)})", flush=True)
 
 
