@@ -6,17 +6,9 @@ from typing import Callable, Optional
 import gin
 import tensorflow as tf
 
-from asm_tf import data as _data  # noqa: F401  (registers the dataset factories with gin)
-from asm_tf import models as _models  # noqa: F401  (registers the networks with gin)
 from asm_tf.data.source import DataSource
 from asm_tf.score import ScoreModel
 from asm_tf.sigmas import NoiseSchedule
-
-# The layout of a workdir.
-CONFIG_FILE = "config.gin"  # the bindings given (what resumes and the other commands read)
-OPERATIVE_CONFIG_FILE = "operative_config.gin"  # every value in effect, defaults included (for people)
-CHECKPOINT_DIR = "checkpoints"
-
 
 def parameter_count(network):
     return sum(int(v.shape.num_elements()) for v in network.trainable_variables)

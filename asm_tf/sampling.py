@@ -77,6 +77,21 @@ class SamplerSettings:
         if self.eta and self.sampler != "euler":
             raise ValueError(f"eta applies to the euler sampler (heun takes churn), not {self.sampler}")
 
+    def override(self, schedule=None, **fields):
+        """These settings with the `fields` that are not None (a command's flags left unset keep these values).
+
+        step_size="auto" carries this ALS or CAS step size, tuned for these settings' levels, to the new ones
+        (`carried_step_size`; it needs the run's `schedule`); the ODE samplers take no step size.
+        """
+        changes = {name: value for name, value in fields.items() if value is not None}
+        carry = changes.get("step_size") == "auto"
+        if carry:
+            del changes["step_size"]
+        chosen = dataclasses.replace(self, **changes)
+        if not carry or chosen.sampler in ODE_SAMPLERS:
+            return chosen
+        return dataclasses.replace(chosen, step_size=carried_step_size(self, chosen, schedule))
+
     def as_cas(self):
         """These settings with CAS as the sampler (and without the ODE samplers' noise): what serving runs."""
         return dataclasses.replace(self, sampler="cas", churn=0.0, eta=0.0)
@@ -132,7 +147,8 @@ def carried_step_size(run_settings, chosen, schedule):
     """The run's step size carried to `chosen`'s levels (same sampler) with sigmas.extrapolate_step_size,
     the number of steps per trained interval standing in for n_sigma."""
     if chosen.sampler != run_settings.sampler:
-        raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}: give a number")
+        raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}, only to other "
+                         f"{run_settings.sampler} levels: give a number")
     return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
                                             n_from=run_settings.density(schedule), n_to=chosen.density(schedule),
                                             sigma_end=schedule.sigma_end)

@@ -15,7 +15,6 @@ Under MultiWorkerMirroredStrategy the chief alone writes summaries, previews and
 
 import dataclasses
 import math
-import os
 import time
 from typing import Callable, Optional
 
@@ -25,12 +24,12 @@ import numpy as np
 import tensorflow as tf
 
 from asm_tf import losses, noise, optimizers, progress, sampling, storage, summaries
+from asm_tf import workdir as workdir_lib
 from asm_tf import precision as _precision
-from asm_tf.adversarial import Adversarial  # noqa: F401  (registers it with gin)
 from asm_tf.checkpointing import TrainingCheckpoints
 from asm_tf.distribution import WorkerSums, workers_of
 from asm_tf.ema import EMA
-from asm_tf.experiment import CHECKPOINT_DIR, OPERATIVE_CONFIG_FILE, Experiment, build_network, parameter_count
+from asm_tf.experiment import Experiment, build_network, parameter_count
 from asm_tf.preemption import StopSignals, TrainingInterrupted
 from asm_tf.score import per_example
 
@@ -164,7 +163,7 @@ class Trainer:
                            d_skipped_updates=self.d_update.skipped)
             if self.d_update.loss_scale:
                 tracked.update(d_loss_scale=self.d_update.loss_scale)
-        self.checkpoints = TrainingCheckpoints(tracked, self.iterator, os.path.join(self.workdir, CHECKPOINT_DIR),
+        self.checkpoints = TrainingCheckpoints(tracked, self.iterator, workdir_lib.checkpoint_directory(self.workdir),
                                                self.workers, self._worker_sums, max_checkpoints)
 
     # ---------------------------------------------------------------- one step
@@ -411,13 +410,13 @@ class Trainer:
         """After the first call of training: gin's operative configuration (every value in effect, defaults
         included) to WORKDIR/operative_config.gin and to TensorBoard, with the hyperparameters."""
         text = gin.operative_config_str()
-        path = os.path.join(self.workdir, OPERATIVE_CONFIG_FILE)
+        path = workdir_lib.operative_config_path(self.workdir)
         with storage.writing(path, "the operative configuration"):
             storage.write_file(path, text)
         summaries.write_configuration(writer, text, self.hyperparameters(), step)
 
     def _summary_writer(self):
-        directory = os.path.join(self.workdir, "tensorboard")
+        directory = workdir_lib.tensorboard_directory(self.workdir)
         with storage.writing(directory, "TensorBoard events to"):
             return tf.summary.create_file_writer(directory)
 

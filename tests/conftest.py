@@ -17,7 +17,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from asm_tf.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment  # noqa: E402
+from asm_tf import configuration, workdir as workdir_lib  # noqa: E402
+from asm_tf.experiment import Experiment  # noqa: E402
 from asm_tf.losses import dsm_loss  # noqa: E402
 from asm_tf.score import ScoreModel  # noqa: E402
 
@@ -26,13 +27,12 @@ def write_untrained_run(workdir, config, step, seed):
     """A run directory as asm-train leaves it, without training: `config` as config.gin and a checkpoint at
     `step` holding the (random, seeded) EMA weights of the configured score network."""
     workdir.mkdir()
-    (workdir / CONFIG_FILE).write_text(config)
-    gin.clear_config()
-    gin.parse_config(config)
+    (workdir / "config.gin").write_text(config)
+    configuration.parse(text=config)
     tf.keras.utils.set_random_seed(seed)
     network = Experiment().build_score_network()
     checkpoint = tf.train.Checkpoint(ema_network=network.weights, step=tf.Variable(step, dtype=tf.int64))
-    tf.train.CheckpointManager(checkpoint, str(workdir / CHECKPOINT_DIR), 1).save(checkpoint_number=step)
+    tf.train.CheckpointManager(checkpoint, workdir_lib.checkpoint_directory(str(workdir)), 1).save(checkpoint_number=step)
     gin.clear_config()
     return str(workdir)
 

@@ -6,14 +6,13 @@ import shutil
 import subprocess
 import sys
 
-import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from asm_tf import training  # noqa: F401  (registers the configurables)
+from asm_tf import configuration
 from asm_tf.cli import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,14 +97,17 @@ def test_a_bad_configuration_fails_with_one_line():
 
 
 @pytest.mark.parametrize("files,bindings,expected", [
-    ([], ["Trainer.no_such_option = 1"], "bad gin configuration: Configurable 'Trainer' doesn't"),
-    ([], ["NoSuchThing.x = 1"], "bad gin configuration: No configurable matching 'NoSuchThing'"),
+    ([], ["Trainer.no_such_option = 1"], r"bad gin binding in \['Trainer.no_such_option = 1'\]: Configurable "
+                                         "'Trainer' doesn't"),
+    ([], ["NoSuchThing.x = 1"], "bad gin binding in .*: No configurable matching 'NoSuchThing'"),
+    (["mistake.gin"], [], "bad gin configuration: No configurable matching 'NoSuchThing'"),
     (["missing.gin"], [], "gin file missing.gin not found"),
 ])
-def test_gin_mistakes_are_user_errors(files, bindings, expected):
-    gin.clear_config()
-    with pytest.raises(common.UserError, match=expected):
-        common.parse_gin(files, bindings)
+def test_gin_mistakes_are_configuration_errors(files, bindings, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mistake.gin").write_text("Trainer.num_steps = 3\nNoSuchThing.x = 1\n")
+    with pytest.raises(configuration.ConfigError, match=expected):
+        configuration.parse(files, bindings)
 
 
 def test_bad_sampling_requests_fail_with_one_line_and_keep_the_run(workdir):

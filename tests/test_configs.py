@@ -6,9 +6,8 @@ import os
 import gin
 import pytest
 
-from asm_tf import optimizers, run  # noqa: F401  (run registers every configurable)
+from asm_tf import configuration, optimizers
 from asm_tf.adversarial import Adversarial
-from asm_tf.cli import common
 from asm_tf.experiment import Experiment
 from asm_tf.sampling import SamplerSettings
 
@@ -20,8 +19,7 @@ SHAPES = {"cifar10": (32, 32, 3), "church": (64, 64, 3), "celeba": (64, 64, 3), 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_parses_and_builds(path):
-    gin.clear_config()
-    common.parse_gin([path], [])
+    configuration.parse([path])
     experiment = Experiment()
     name = os.path.basename(path)
     assert tuple(experiment.data.example_shape) == SHAPES[name.split("_")[0].removesuffix(".gin")]

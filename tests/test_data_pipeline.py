@@ -55,6 +55,19 @@ def test_batches_are_float32_in_model_space():
     assert -1.0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 1.0
 
 
+def test_without_augmentation_batches_are_neither_flipped_nor_dequantised():
+    images = np.zeros((NUM_EXAMPLES, 4, 4, 1), np.uint8)
+    images[:, :, 0] = 255  # a bright left column: a flip moves it to the right
+    source = pipeline.random_access_source(
+        name="left", make_fetch=lambda: pipeline.in_memory_fetch(images), example_shape=(4, 4, 1),
+        num_examples=NUM_EXAMPLES, transform=Transform(rescale=True, dequantization="uniform"), random_flip=True)
+    plain = next(iter(source.make_dataset(NUM_EXAMPLES, seed=0, augment=False))).numpy()
+    np.testing.assert_array_equal(plain, np.where(images == 255, 1.0, -1.0))
+    augmented = next(iter(source.make_dataset(NUM_EXAMPLES, seed=0))).numpy()
+    flipped = augmented[:, 0, -1, 0] > 0
+    assert 0 < flipped.sum() < NUM_EXAMPLES and not np.isin(augmented, [-1.0, 1.0]).all()
+
+
 def test_restored_iterator_resumes_at_the_same_example(tmp_path):
     source = _source(random_flip=True, transform=Transform(dequantization="uniform"))
     iterator = iter(source.make_dataset(8, seed=1))

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from asm_tf import noise
-from asm_tf import run as run_lib
+from asm_tf import workdir as run_lib
 from conftest import write_untrained_run
 from asm_tf.data import digits
 from asm_tf.evaluation import ideal

@@ -17,7 +17,7 @@ from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
 from asm_tf import export, sampling, sigmas
-from asm_tf import run as run_lib
+from asm_tf import workdir as run_lib
 from conftest import write_untrained_run
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP

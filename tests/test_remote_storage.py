@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import export, run, sampling, storage, summaries, training
-from asm_tf.cli import common
+from asm_tf import configuration, export, sampling, storage, summaries, training, workdir as workdir_lib
 from asm_tf.evaluation import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,21 +66,20 @@ def ram_workdir():
 
 def test_train_resume_sample_export_and_evaluate_on_ram(ram_workdir):
     workdir, outputs = f"{ram_workdir}/run", f"{ram_workdir}/outputs"
-    gin.clear_config()
-    common.parse_gin([TOY], BINDINGS)
+    configuration.parse([TOY], BINDINGS)
     config = gin.config_str()
-    common.check_workdir_config(workdir, config)
-    common.save_config(workdir, config)
-    common.check_workdir_config(workdir, config)  # the saved one reads back equal
-    with pytest.raises(common.UserError, match="another configuration"):
-        common.check_workdir_config(workdir, config + "Trainer.seed = 5\n")
+    workdir_lib.check_config(workdir, config)
+    workdir_lib.save_config(workdir, config)
+    workdir_lib.check_config(workdir, config)  # the saved one reads back equal
+    with pytest.raises(workdir_lib.ConfigChanged, match="another configuration"):
+        workdir_lib.check_config(workdir, config + "Trainer.seed = 5\n")
     training.Trainer(workdir, tf.distribute.get_strategy()).train(log=lambda _: None)
     assert tf.io.gfile.glob(f"{workdir}/tensorboard/events.*")
     resumed = training.Trainer(workdir, tf.distribute.get_strategy(), num_steps=30)
     assert resumed.checkpoints.restore(log=lambda _: None) == 20
 
-    loaded = run.load_run(workdir, log=lambda _: None)
-    settings = sampling.SamplerSettings()
+    loaded = workdir_lib.load_run(workdir, log=lambda _: None)
+    settings = loaded.sampler_settings
     sampler = sampling.make_sampler(loaded.score_model, loaded.experiment.schedule, settings, loaded.experiment.data)
     final, denoised = sampling.sample_in_batches(sampler, range(8), 8, log=io.StringIO())
     storage.write_npz(f"{outputs}/samples.npz", final=final, denoised=denoised)

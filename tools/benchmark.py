@@ -137,13 +137,13 @@ def build_network(name, ngf, image_size, channels):
     return network
 
 
-def gin_network(gin_files, gin_params, image_size, channels):
+def gin_network(gin_files, gin_bindings, image_size, channels):
     """The network that a gin configuration binds to Experiment.score_network (the data are not loaded)."""
     import gin
 
-    from asm_tf import experiment  # noqa: F401  (registers the configurables)
+    from asm_tf import configuration
 
-    gin.parse_config_files_and_bindings(gin_files, gin_params, skip_unknown=True)  # trainer bindings etc.
+    configuration.parse(gin_files, gin_bindings)
     network = gin.query_parameter("Experiment.score_network").scoped_configurable_fn()
     network.build((None, image_size, image_size, channels))
     return network
@@ -223,7 +223,7 @@ def parse_args(argv):
     parser.add_argument("--model", choices=MODELS, default="ncsnv2", help="network (ignored with --gin_file)")
     parser.add_argument("--gin_file", action="append", default=[],
                         help="gin file(s) binding Experiment.score_network (instead of --model)")
-    parser.add_argument("--gin_param", action="append", default=[], help="extra gin bindings")
+    parser.add_argument("--gin_bindings", action="append", default=[], help="extra gin bindings")
     parser.add_argument("--ngf", type=int, default=128, help="base channel count (ngf, or ch for the UNet)")
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=3)
@@ -242,7 +242,7 @@ def main(argv=None):
     if args.gin_file:
         from asm_tf.sigmas import NoiseSchedule
 
-        network = gin_network(args.gin_file, args.gin_param, args.image_size, args.channels)
+        network = gin_network(args.gin_file, args.gin_bindings, args.image_size, args.channels)
         report, sigmas = {"gin_file": args.gin_file}, NoiseSchedule().sigmas()
     else:
         network = build_network(args.model, args.ngf, args.image_size, args.channels)

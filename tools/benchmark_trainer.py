@@ -35,9 +35,8 @@ import asm_tf  # noqa: E402,F401  (before TensorFlow: turns oneDNN on)
 import gin  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from asm_tf import distribution, losses, optimizers, training  # noqa: E402
+from asm_tf import configuration, distribution, losses, optimizers, training  # noqa: E402
 from asm_tf.adversarial import Adversarial  # noqa: E402
-from asm_tf.cli import common  # noqa: E402
 from asm_tf.experiment import Experiment  # noqa: E402
 from tools.benchmark_data import synthetic_source  # noqa: E402
 
@@ -112,7 +111,7 @@ def main():
     parser.add_argument("--plain_loop", action="store_true",
                         help="also time a plain tf.function loop of the same network, loss and optimizer")
     args = parser.parse_args()
-    common.parse_gin(args.gin_file, args.gin_bindings)
+    configuration.parse(args.gin_file, args.gin_bindings)
     strategy = distribution.make_strategy(args.strategy)
     experiment = Experiment()
     if args.synthetic_data:

@@ -23,8 +23,7 @@ import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from asm_tf import run as run_lib
-from asm_tf import sampling, summaries
+from asm_tf import sampling, summaries, workdir
 from asm_tf.cli import common
 from asm_tf.evaluation import digit_quality, modes
 
@@ -34,7 +33,7 @@ def sample_variants(loaded, seeds, variants, *, batch_size):
     schedule = loaded.experiment.schedule
     results = {}
     for text in variants:
-        settings = common.parse_sampler_variant(text, sampling.SamplerSettings(), schedule)
+        settings = common.parse_sampler_variant(text, loaded.sampler_settings, schedule)
         sampler = sampling.make_sampler(loaded.score_model, schedule, settings, loaded.experiment.data)
         print(f"{text}: {settings} ({settings.network_calls(schedule)} network calls per image)", flush=True)
         results[text] = sampling.sample_in_batches(sampler, seeds, batch_size)
@@ -66,8 +65,7 @@ def main():
     parser.add_argument("--output", default=None, help="PNG path (default: WORKDIR/compare_samplers.png)")
     args = parser.parse_args()
     try:
-        run_lib.parse_run_config(args.workdir)
-        loaded = run_lib.load_run(args.workdir)
+        loaded = workdir.load_run(args.workdir)
         seeds = common.parse_seeds(args.seeds)
         results = sample_variants(loaded, seeds, args.variant or ["cas", "als"], batch_size=args.batch_size)
     except (common.UserError, ValueError, FileNotFoundError) as error:

@@ -24,8 +24,7 @@ import time
 import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
 import matplotlib.pyplot as plt
 
-from asm_tf import run as run_lib
-from asm_tf import sampling, summaries
+from asm_tf import sampling, summaries, workdir
 from asm_tf.cli import common
 from asm_tf.evaluation import digit_quality, modes
 
@@ -53,7 +52,7 @@ def evaluate_variant(loaded, quality, text, seeds, batch_size, path, picture):
             report = json.load(f)
         return {**report, "family": family(sampling.SamplerSettings(**report["settings"]))}
     schedule = loaded.experiment.schedule
-    settings = common.parse_sampler_variant(text, sampling.SamplerSettings(), schedule)
+    settings = common.parse_sampler_variant(text, loaded.sampler_settings, schedule)
     sampler = sampling.make_sampler(loaded.score_model, schedule, settings, loaded.experiment.data)
     sampling.sample_in_batches(sampler, seeds[:2], 2, log=None)  # trace outside the timing
     start = time.time()
@@ -126,8 +125,7 @@ def main():
         sys.exit(f"error: --reference={args.reference} is not one of the --variant values")
     os.makedirs(os.path.join(args.output_dir, "pictures"), exist_ok=True)
     try:
-        run_lib.parse_run_config(args.workdir)
-        loaded = run_lib.load_run(args.workdir)
+        loaded = workdir.load_run(args.workdir)
         seeds = common.parse_seeds(args.seeds)
         quality = digit_quality.for_data(loaded.experiment.data, modes.load_classifier(), log=lambda m: None)
         reports = []

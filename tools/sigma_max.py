@@ -12,25 +12,15 @@ name of any gin-registered DataSource factory (toy2d, digits, cifar10, ...) conf
 """
 
 import argparse
-import importlib
 import math
 import os
-import pkgutil
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gin  # noqa: E402
 
-from asm_tf import tuning  # noqa: E402
-
-
-def register_configurables():
-    """Imports Experiment and every module of asm_tf.data, so that gin knows them before parsing."""
-    import asm_tf.data
-    import asm_tf.experiment  # noqa: F401
-    for module in pkgutil.iter_modules(asm_tf.data.__path__):
-        importlib.import_module(f"asm_tf.data.{module.name}")
+from asm_tf import configuration, tuning  # noqa: E402
 
 
 def data_source(source_name):
@@ -61,8 +51,7 @@ def main(argv=None):
     if args.batch_size < 2:
         parser.error("--batch_size must be at least 2")
     try:
-        register_configurables()
-        tuning.load_gin_config(args.gin_file, args.gin_bindings)
+        configuration.parse(args.gin_file, args.gin_bindings)
         source = data_source(args.source)
         num_batches = args.num_batches
         if num_batches is None:

@@ -22,7 +22,7 @@ import argparse
 import sys
 
 
-from asm_tf import sigmas, tuning
+from asm_tf import configuration, sigmas, tuning
 
 
 def add_schedule_flags(parser):
@@ -36,7 +36,7 @@ def add_schedule_flags(parser):
 
 
 def schedule_from_flags(args):
-    tuning.load_gin_config(args.gin_file, args.gin_bindings)
+    configuration.parse(args.gin_file, args.gin_bindings)
     given = {name: getattr(args, name) for name in ("sigma_begin", "sigma_end", "num_levels", "spacing")
              if getattr(args, name) is not None}
     return sigmas.NoiseSchedule(**given)

@@ -1,18 +1,12 @@
-"""Pieces shared by the command-line tools: gin parsing, one-line errors, seed lists, workdir config."""
+"""Pieces shared by the command-line tools: one-line errors, --help, seed lists, sampler flags."""
 
 import dataclasses
-import difflib
-import logging as std_logging
-import os
 import sys
 import typing
 
-import gin
-import tensorflow as tf
 from absl import app, flags, logging
 
 from asm_tf import storage
-from asm_tf.experiment import CONFIG_FILE
 
 
 class UserError(Exception):
@@ -70,32 +64,6 @@ def main_with_errors(program, main):
     return wrapped
 
 
-def parse_gin(files, bindings):
-    """Parses gin files and bindings, turning gin's errors into one-line UserErrors."""
-    for path in files:
-        if not os.path.exists(path):
-            raise UserError(f"gin file {path} not found (give a path such as gin_configs/toy2d_swissroll.gin)")
-        gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))  # for `include`s beside it
-    verbosity, root = logging.get_verbosity(), std_logging.getLogger()
-    root_level = root.level
-    # gin logs an error for each search path an include is not in: through absl's handler in a command, through
-    # Python's root logger in a notebook
-    logging.set_verbosity(logging.FATAL)
-    root.setLevel(std_logging.CRITICAL)
-    try:
-        gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
-    except (ValueError, SyntaxError) as error:
-        raise UserError(f"bad gin configuration: {_first_line(error)}") from error
-    finally:
-        logging.set_verbosity(verbosity)
-        root.setLevel(root_level)
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def parse_seeds(text):
     """'0-4999', '3,7,11' or '0-9,100-109' -> list of int seeds (ranges include both ends)."""
     seeds = []
@@ -115,41 +83,6 @@ def parse_seeds(text):
     if not seeds:
         raise UserError(f"no seeds in {text!r}")
     return seeds
-
-
-def check_workdir_config(workdir, config_text, allow_change=False):
-    """Refuses to resume a workdir that holds a run of another configuration, unless allowed."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if tf.io.gfile.exists(path):
-        saved = storage.read_text(path)
-        if saved != config_text:
-            diff = [line for line in difflib.unified_diff(saved.splitlines(), config_text.splitlines(),
-                                                          "saved", "new", lineterm="", n=0)
-                    if line[:1] in "+-" and line[:3] not in ("+++", "---")]
-            if not allow_change:
-                raise UserError(f"{workdir} holds a run of another configuration ({'; '.join(diff)}): "
-                                "use a new --workdir, or pass --allow_config_change to resume with the new one")
-            print("configuration changed on resume:\n  " + "\n  ".join(diff), flush=True)
-
-
-def save_config(workdir, config_text):
-    """Writes the run's configuration to WORKDIR/config.gin (what asm-sample and resumes read), atomically:
-    other workers may be reading it."""
-    storage.write_file(os.path.join(workdir, CONFIG_FILE), config_text)
-
-
-def unused_bindings():
-    """The gin bindings ('scope/Name.parameter') that nothing called so far has used: after building a run,
-    bindings under a misspelt scope, or of configurables that this tool never calls."""
-    used = gin.config._OPERATIVE_CONFIG
-    unused = []
-    for (scope, selector), parameters in gin.config._CONFIG.items():
-        if selector.startswith("gin."):  # macros and constants are used through references
-            continue
-        for name in parameters:
-            if name not in used.get((scope, selector), {}):
-                unused.append(f"{scope + '/' if scope else ''}{selector.rsplit('.', 1)[-1]}.{name}")
-    return sorted(unused)
 
 
 def parse_sampler_variant(text, run_settings, schedule):
@@ -177,9 +110,6 @@ def parse_sampler_variant(text, run_settings, schedule):
     try:
         base = sampling.SamplerSettings(sampler=name, step_size=fields.pop("step_size", run_settings.step_size),
                                         noise_first=run_settings.noise_first)  # the trained ladder, n_sigma 1
-        chosen = dataclasses.replace(base, **fields)
-        if name in sampling.ODE_SAMPLERS:
-            return chosen
-        return dataclasses.replace(chosen, step_size=sampling.carried_step_size(base, chosen, schedule))
+        return base.override(schedule, step_size="auto", **fields)
     except ValueError as error:
         raise UserError(f"sampler variant {text!r}: {error}") from None

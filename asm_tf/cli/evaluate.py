@@ -13,22 +13,16 @@ WORKDIR/tensorboard/<sweep name> at step = checkpoint.
 """
 
 import dataclasses
-import inspect
 import json
 import os
-import re
 
-import gin
-import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from asm_tf import run as run_lib
-from asm_tf import sampling, storage
+from asm_tf import sampling, storage, workdir
 from asm_tf.cli import common
 from asm_tf.data import toy2d as toy_data
 from asm_tf.evaluation import digit_quality, fid, modes, sweep
-from asm_tf.experiment import CHECKPOINT_DIR, Experiment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
@@ -66,12 +60,6 @@ DEFAULT_NUM_SAMPLES = 1000
 STATS_BATCH_SIZE = 500
 
 
-def available_checkpoints(workdir):
-    """Steps of the checkpoints saved in a workdir (files ckpt-<step>.index)."""
-    paths = tf.io.gfile.glob(os.path.join(workdir, CHECKPOINT_DIR, "ckpt-*.index"))
-    return sorted(int(match.group(1)) for match in (re.search(r"ckpt-(\d+)\.index$", p) for p in paths) if match)
-
-
 def seeds_from_flags():
     if FLAGS.seeds is None:
         count = DEFAULT_NUM_SAMPLES if FLAGS.num_samples is None else FLAGS.num_samples
@@ -85,12 +73,13 @@ def seeds_from_flags():
     return seeds
 
 
-def sampler_settings(num_steps=None):
-    """The run's sampler settings (its config must be parsed) with --sampler, --n_sigma, the level flags and
-    `num_steps`."""
-    overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma") if getattr(FLAGS, name) is not None}
-    return dataclasses.replace(sampling.SamplerSettings(), **overrides, **common.level_overrides(),
-                               num_steps=num_steps)
+def sampler_settings(run, num_steps=None):
+    """The run's sampler settings with --sampler, --n_sigma, the level flags and `num_steps`; without
+    --step_sizes, an ALS or CAS step size is carried to `num_steps` levels."""
+    carry = num_steps is not None and not FLAGS.step_sizes
+    return run.sampler_settings.override(run.experiment.schedule, sampler=FLAGS.sampler, n_sigma=FLAGS.n_sigma,
+                                         num_steps=num_steps, step_size="auto" if carry else None,
+                                         **common.level_overrides())
 
 
 def parse_num_steps(text):
@@ -104,7 +93,7 @@ def parse_num_steps(text):
 
 
 def default_reference_path():
-    return FLAGS.reference_stats or os.path.join(FLAGS.workdir, "eval", "reference_stats.npz")
+    return FLAGS.reference_stats or workdir.eval_directory(FLAGS.workdir, "reference_stats.npz")
 
 
 def load_extractor():
@@ -140,11 +129,11 @@ def build_metric(name, source):
                             batch_size=FLAGS.feature_batch_size)
 
 
-def checkpoint_loader(workdir, settings, seeds, loaded_runs=None):
+def checkpoint_loader(settings, seeds, loaded_runs=None):
     """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep (`loaded_runs`: {step:
     LoadedRun} already loaded)."""
     def load_checkpoint(step):
-        loaded = (loaded_runs or {}).get(step) or run_lib.load_run(workdir, step, FLAGS.gin_bindings)
+        loaded = (loaded_runs or {}).get(step) or workdir.load_run(FLAGS.workdir, step, FLAGS.gin_bindings)
 
         def sample(step_size):
             step_settings = dataclasses.replace(settings, step_size=step_size)
@@ -179,19 +168,19 @@ def sweep_name(metric_name, settings, count):
     return f"{metric_name}_{settings.label().split('_eps')[0]}_N{count}"
 
 
-def run_and_report(*, settings, seeds, checkpoints, step_sizes, load_checkpoint):
-    """Runs the sweep of the run in FLAGS.workdir (config parsed) and prints the best entries and the plot."""
-    experiment = Experiment()
+def run_and_report(*, run, settings, seeds, checkpoints, step_sizes, load_checkpoint):
+    """Runs the sweep of `run` (the run in FLAGS.workdir) and prints the best entries and the plot."""
+    experiment = run.experiment
     source = experiment.data
     metric = build_metric(FLAGS.metric or ("toy2d" if source.kind == "points" else "fid"), source)
     name = sweep_name(metric.name, settings, len(seeds))
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "eval", name)
+    output_dir = FLAGS.output_dir or workdir.eval_directory(FLAGS.workdir, name)
     print(f"{metric.name} of {len(checkpoints)} checkpoint(s) x {len(step_sizes)} step size(s), "
           f"{len(seeds)} samples each, into {output_dir}", flush=True)
-    writer = tf.summary.create_file_writer(os.path.join(FLAGS.workdir, "tensorboard", name))
+    writer = tf.summary.create_file_writer(workdir.tensorboard_directory(FLAGS.workdir, name))
     reports = sweep.run_sweep(checkpoints=checkpoints, step_sizes=step_sizes, load_checkpoint=load_checkpoint,
-                              metric=metric, settings=sweep_settings(settings, seeds, experiment.schedule), output_dir=output_dir,
-                              writer=writer, log=lambda message: print(message, flush=True))
+                              metric=metric, settings=sweep_settings(settings, seeds, experiment.schedule),
+                              output_dir=output_dir, writer=writer, log=lambda message: print(message, flush=True))
     sweep.write_best_scalars(writer, metric, reports)
     for output, report in sweep.best_reports(reports, metric).items():
         print(f"best {output}: {metric.key} {report['results'][output][metric.key]:.6g} at checkpoint "
@@ -201,29 +190,23 @@ def run_and_report(*, settings, seeds, checkpoints, step_sizes, load_checkpoint)
 
 def run_sweep_mode():
     seeds = seeds_from_flags()
-    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
+    run = workdir.read_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     counts = parse_num_steps(FLAGS.num_steps)
-    settings = [sampler_settings(count) for count in counts]  # bad settings fail before the slow part
+    settings = [sampler_settings(run, count) for count in counts]  # bad settings fail before the slow part
     loaded_runs = {}
     if FLAGS.checkpoints == "latest":  # the newest readable one: a damaged newer one is reported and passed over
-        loaded = run_lib.load_run(FLAGS.workdir, bindings=FLAGS.gin_bindings,
+        loaded = workdir.load_run(FLAGS.workdir, bindings=FLAGS.gin_bindings,
                                   log=lambda message: print(message, flush=True))
         loaded_runs[loaded.step] = loaded
         checkpoints = [loaded.step]
     else:
-        checkpoints = sweep.select_checkpoints(available_checkpoints(FLAGS.workdir), FLAGS.checkpoints)
-    schedule = Experiment().schedule
-    for num_steps, chosen in zip(counts, settings):
-        if FLAGS.step_sizes:
-            step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes)
-        elif num_steps is not None and chosen.sampler not in sampling.ODE_SAMPLERS:
-            trained = dataclasses.replace(chosen, num_steps=None, spacing="ladder", sigma_max=None, sigma_min=None)
-            step_sizes = [sampling.carried_step_size(trained, chosen, schedule)]
-        else:
-            step_sizes = [chosen.step_size]
+        checkpoints = sweep.select_checkpoints(workdir.checkpoint_steps(FLAGS.workdir), FLAGS.checkpoints)
+    schedule = run.experiment.schedule
+    for chosen in settings:
+        step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes) if FLAGS.step_sizes else [chosen.step_size]
         dataclasses.replace(chosen, step_size=step_sizes[0]).validate(schedule)  # before any sampling
-        run_and_report(settings=chosen, seeds=seeds, checkpoints=checkpoints, step_sizes=step_sizes,
-                       load_checkpoint=checkpoint_loader(FLAGS.workdir, chosen, seeds, loaded_runs))
+        run_and_report(run=run, settings=chosen, seeds=seeds, checkpoints=checkpoints, step_sizes=step_sizes,
+                       load_checkpoint=checkpoint_loader(chosen, seeds, loaded_runs))
 
 
 SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "sampler", "n_sigma", "num_steps",
@@ -243,28 +226,16 @@ def run_samples_mode():
                                "missing")
     stored = json.loads(storage.read_text(paths[1]))
     arrays = storage.read_npz(paths[0])
-    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
+    run = workdir.read_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     fields = {field.name for field in dataclasses.fields(sampling.SamplerSettings)}
     settings = sampling.SamplerSettings(**{key: value for key, value in stored.items() if key in fields})
     outputs = (arrays["final"], arrays["denoised"])
-    run_and_report(settings=settings, seeds=arrays["seeds"].tolist(), checkpoints=[stored["step"]],
+    run_and_report(run=run, settings=settings, seeds=arrays["seeds"].tolist(), checkpoints=[stored["step"]],
                    step_sizes=[settings.step_size], load_checkpoint=lambda step: lambda step_size: outputs)
 
 
-def _unflipped_undequantised_data():
-    """The run's data source without augmentation: flips off (if its factory has them), no dequantisation."""
-    reference = gin.query_parameter("Experiment.data")
-    factory = getattr(reference, "configurable", None)
-    with gin.unlock_config():
-        if factory is not None and "random_flip" in inspect.signature(factory.wrapped).parameters:
-            gin.bind_parameter(f"{factory.name}.random_flip", False)
-        gin.bind_parameter("Transform.dequantization", "none")
-    return Experiment().data
-
-
 def run_stats_mode():
-    run_lib.parse_run_config(FLAGS.workdir, FLAGS.gin_bindings)
-    source = _unflipped_undequantised_data()
+    source = workdir.read_run_config(FLAGS.workdir, FLAGS.gin_bindings).experiment.data
     if source.kind != "image":
         raise common.UserError(f"--mode=stats needs image data; {source.name} holds 2-D points")
     num_images = FLAGS.num_samples or source.num_examples
@@ -272,7 +243,7 @@ def run_stats_mode():
         raise common.UserError(f"the size of {source.name} is unknown: give --num_samples")
     extractor = load_extractor()
     batches = (source.transform.to_data(batch).numpy()
-               for batch in source.make_dataset(STATS_BATCH_SIZE, 0))
+               for batch in source.make_dataset(STATS_BATCH_SIZE, 0, augment=False))
     print(f"features of {num_images} images of {source.name} with {extractor.name}", flush=True)
     statistics = fid.image_statistics(batches, extractor=extractor, num_images=num_images)
     output = default_reference_path()

@@ -7,9 +7,7 @@ import re
 import tensorflow as tf
 from absl import flags
 
-from asm_tf import export
-from asm_tf import run as run_lib
-from asm_tf import sampling, storage
+from asm_tf import export, storage, workdir
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -44,15 +42,14 @@ def model_name(name, workdir):
 
 def serving_settings(run_settings):
     """CAS settings for serving_default and inpaint: the run's n_sigma and step size, with the flags applied."""
-    overrides = {name: getattr(FLAGS, name) for name in ("n_sigma", "step_size") if getattr(FLAGS, name) is not None}
-    return dataclasses.replace(run_settings.as_cas(), **overrides)
+    return run_settings.as_cas().override(n_sigma=FLAGS.n_sigma, step_size=FLAGS.step_size)
 
 
 def write_info(path, loaded, settings):
     """A JSON note beside the SavedModel: where it came from and what its signatures need."""
     experiment = loaded.experiment
-    workdir = FLAGS.workdir if storage.is_remote(FLAGS.workdir) else os.path.abspath(FLAGS.workdir)
-    info = {"workdir": workdir, "checkpoint": loaded.checkpoint, "step": loaded.step,
+    run_directory = FLAGS.workdir if storage.is_remote(FLAGS.workdir) else os.path.abspath(FLAGS.workdir)
+    info = {"workdir": run_directory, "checkpoint": loaded.checkpoint, "step": loaded.step,
             "kind": experiment.data.kind, "example_shape": list(experiment.data.example_shape),
             "schedule": dataclasses.asdict(experiment.schedule), "serving_settings": dataclasses.asdict(settings),
             "max_images": FLAGS.max_images, "gin_bindings": FLAGS.gin_bindings, "signatures": list(export.SIGNATURES)}
@@ -68,8 +65,8 @@ def main(argv):
         raise common.UserError(f"--max_images must be at least 1, got {FLAGS.max_images}")
     base = os.path.join(FLAGS.export_dir, model_name(FLAGS.name, FLAGS.workdir))
     version_path(base, FLAGS.version)  # fail before the slow part
-    loaded = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
-    settings = serving_settings(sampling.SamplerSettings())
+    loaded = workdir.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
+    settings = serving_settings(loaded.sampler_settings)
     experiment = loaded.experiment
     settings.validate(experiment.schedule)
     final = version_path(base, FLAGS.version)

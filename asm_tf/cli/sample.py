@@ -7,8 +7,7 @@ import os
 import numpy as np
 from absl import flags
 
-from asm_tf import run as run_lib
-from asm_tf import sampling, storage, summaries
+from asm_tf import sampling, storage, summaries, workdir
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -51,19 +50,11 @@ def parse_step_size(text):
         raise common.UserError(f"--step_size={text!r}: give a number such as 5.6e-6, or 'auto'") from None
 
 
-def settings_from_flags(schedule):
-    """The run's sampler settings with the flags that were given applied on top (--step_size=auto resolved)."""
-    run_settings = sampling.SamplerSettings()
-    overrides = {name: getattr(FLAGS, name) for name in ("sampler", "n_sigma", "num_steps")
-                 if getattr(FLAGS, name) is not None}
-    chosen = dataclasses.replace(run_settings, **overrides, **common.level_overrides())
-    step_size = parse_step_size(FLAGS.step_size)
-    if step_size == "auto":
-        if chosen.sampler != run_settings.sampler:
-            raise common.UserError(f"--step_size=auto carries the run's {run_settings.sampler} step size to another "
-                                   f"n_sigma; it cannot convert it to {chosen.sampler}: give a number")
-        step_size = sampling.carried_step_size(run_settings, chosen, schedule)
-    return chosen if step_size is None else dataclasses.replace(chosen, step_size=step_size)
+def settings_from_flags(run):
+    """The run's sampler settings with the flags that were given applied on top."""
+    return run.sampler_settings.override(
+        run.experiment.schedule, sampler=FLAGS.sampler, n_sigma=FLAGS.n_sigma, num_steps=FLAGS.num_steps,
+        step_size=parse_step_size(FLAGS.step_size), **common.level_overrides())
 
 
 class TrajectoryKeeper:
@@ -139,16 +130,16 @@ def main(argv):
     if FLAGS.png_dir and len(set(seeds)) < len(seeds):
         raise common.UserError(f"--png_dir names each image by its seed: --seeds={FLAGS.seeds} repeats a seed")
     parse_step_size(FLAGS.step_size)  # before the slow part
-    run = run_lib.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
+    run = workdir.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
     schedule, source = run.experiment.schedule, run.experiment.data
     if FLAGS.png_dir and source.kind != "image":
         raise common.UserError(f"--png_dir writes images; this run's data ({source.name}) are 2-D points")
-    settings = settings_from_flags(schedule)
+    settings = settings_from_flags(run)
     every = FLAGS.trajectory_every or None
     sampler = sampling.make_sampler(run.score_model, schedule, settings, source, trajectory_every=every)
     if every:
         sampler = TrajectoryKeeper(sampler, FLAGS.trajectory_images if source.kind == "image" else len(seeds))
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples", f"step{run.step}_{settings.label()}")
+    output_dir = FLAGS.output_dir or workdir.samples_directory(FLAGS.workdir, f"step{run.step}_{settings.label()}")
     print(f"sampling {len(seeds)} images with {settings} ({settings.network_calls(schedule)} network calls each) "
           f"from {run.checkpoint}", flush=True)
     final, denoised = sampling.sample_in_batches(sampler, seeds, FLAGS.batch_size)

@@ -6,7 +6,6 @@ not be written (no space, read-only storage), 2 for a mistake in the command lin
 workdir that another asm-train holds.
 """
 
-import os
 import sys
 import tempfile
 
@@ -14,9 +13,9 @@ import gin
 import tensorflow as tf
 from absl import flags
 
-from asm_tf import distribution, preemption, storage, training
+from asm_tf import configuration, distribution, preemption, storage, training, workdir
 from asm_tf.cli import common
-from asm_tf.experiment import CONFIG_FILE, parameter_count
+from asm_tf.experiment import parameter_count
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin configuration file(s), applied in order.")
@@ -79,10 +78,11 @@ def main(argv):
         raise common.UserError("give at least one --gin_file (see gin_configs/)")
     if not FLAGS.workdir and not FLAGS.dry_run:
         raise common.UserError("give --workdir=DIR (where checkpoints and summaries go)")
-    common.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
+    configuration.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     config_text = gin.config_str()
     if FLAGS.workdir:
-        common.check_workdir_config(FLAGS.workdir, config_text, FLAGS.allow_config_change)
+        workdir.check_config(FLAGS.workdir, config_text, FLAGS.allow_config_change,
+                             log=lambda line: print(line, flush=True))
     strategy = distribution.make_strategy(strategy_name(FLAGS.strategy, FLAGS.dry_run), tpu=FLAGS.tpu)
     one_writer = FLAGS.workdir and not FLAGS.dry_run and distribution.workers_of(strategy).is_chief
     lock = storage.WorkdirLock(FLAGS.workdir).acquire() if one_writer else None  # held while referenced
@@ -90,7 +90,7 @@ def main(argv):
     chief = trainer.workers.is_chief
     if chief:
         print("\n".join(describe(trainer)), flush=True)
-    unused = common.unused_bindings()
+    unused = configuration.unused_bindings()
     if unused and chief:
         print(f"warning: training never used the gin bindings {', '.join(unused)}: a misspelt scope, or "
               "bindings for another tool?", flush=True)
@@ -100,8 +100,7 @@ def main(argv):
               f"{float(tf.reduce_max(batch)):.3g}]\ndry run: the configuration is valid", flush=True)
         return
     if chief:
-        with storage.writing(os.path.join(FLAGS.workdir, CONFIG_FILE), "the configuration"):
-            common.save_config(FLAGS.workdir, config_text)
+        workdir.save_config(FLAGS.workdir, config_text)
     try:
         trainer.train(log=lambda line: print(line, flush=True))
     except preemption.TrainingInterrupted as interrupted:

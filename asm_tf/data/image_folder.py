@@ -121,10 +121,10 @@ def image_folder(path, image_size=32, channels=3, random_flip=True, transform=No
     load = _loader(image_size, channels)
     files = tf.constant(paths)
 
-    def make_dataset(batch_size, seed, shard=(0, 1)):
+    def make_dataset(batch_size, seed, shard=(0, 1), augment=True):
         return pipeline.per_example_dataset(
             lambda index: load(tf.gather(files, index)), len(paths), batch_size=batch_size, seed=seed,
-            shard=shard, transform=transform, random_flip=random_flip)
+            shard=shard, transform=transform, random_flip=random_flip, augment=augment)
 
     return DataSource(name=name, kind="image", example_shape=example_shape, make_dataset=make_dataset,
                       transform=transform, num_examples=len(paths))

@@ -68,15 +68,18 @@ def batch_positions(batch_index, batch_size, index, count):
     return first + tf.range(batch_size, dtype=tf.int64)
 
 
-def finisher(seed, transform, random_flip):
-    """A function (positions [B], images [B, H, W, C] uint8 or [0, 1] float) -> float32 model-space batch."""
+def finisher(seed, transform, random_flip, augment):
+    """A function (positions [B], images [B, H, W, C] uint8 or [0, 1] float) -> float32 model-space batch;
+    without `augment`, the images are neither flipped nor dequantised (what reference statistics need)."""
     flip_key, dequantize_key = purpose_key(seed, FLIP), purpose_key(seed, DEQUANTIZE)
 
     def finish(positions, images):
-        if random_flip:
+        if random_flip and augment:
             images = transforms.random_flip(images, example_seeds(flip_key, positions))
         scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0
         images = tf.cast(images, tf.float32) * scale
+        if not augment:
+            return transform.to_model(images)
         return transform.training_input(images, example_seeds(dequantize_key, positions))
 
     return finish
@@ -88,7 +91,7 @@ def _with_options(ds):
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def random_access_dataset(fetch, *, batch_size, seed, shard, transform, random_flip):
+def random_access_dataset(fetch, *, batch_size, seed, shard, transform, random_flip, augment=True):
     """The infinite batch stream of a random-access source held in memory.
 
     `fetch(positions [B] int64, shuffle_key [2] int64)` returns the images at those stream positions
@@ -96,7 +99,7 @@ def random_access_dataset(fetch, *, batch_size, seed, shard, transform, random_f
     """
     index, count = check_batch_and_shard(batch_size, shard)
     shuffle_key = purpose_key(seed, SHUFFLE)
-    finish = finisher(seed, transform, random_flip)
+    finish = finisher(seed, transform, random_flip, augment)
 
     def load_batch(batch_index):
         positions = batch_positions(batch_index, batch_size, index, count)
@@ -106,7 +109,7 @@ def random_access_dataset(fetch, *, batch_size, seed, shard, transform, random_f
     return _with_options(ds)
 
 
-def per_example_dataset(load, num_examples, *, batch_size, seed, shard, transform, random_flip):
+def per_example_dataset(load, num_examples, *, batch_size, seed, shard, transform, random_flip, augment=True):
     """The infinite batch stream of a random-access source read one example at a time (image files).
 
     `load(index)` returns example `index` in [0, num_examples) as a uint8 image [H, W, C]; examples are
@@ -114,7 +117,7 @@ def per_example_dataset(load, num_examples, *, batch_size, seed, shard, transfor
     """
     index, count = check_batch_and_shard(batch_size, shard)
     shuffle_key = purpose_key(seed, SHUFFLE)
-    finish = finisher(seed, transform, random_flip)
+    finish = finisher(seed, transform, random_flip, augment)
     ds = tf.data.Dataset.counter().map(lambda b: batch_positions(b, batch_size, index, count)).unbatch()
     ds = ds.map(lambda p: (p, load(shuffled_indices(p[None], num_examples, shuffle_key)[0])),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -134,14 +137,15 @@ def in_memory_fetch(images):
     return fetch
 
 
-def sequential_dataset(records, decode, *, batch_size, seed, shard, transform, random_flip, shuffle_buffer):
+def sequential_dataset(records, decode, *, batch_size, seed, shard, transform, random_flip, shuffle_buffer,
+                       augment=True):
     """The infinite batch stream of a sequential source.
 
     `records` is a finite tf.data.Dataset of this pipeline's shard (encoded images, files shuffled with
     `seed`); `decode` maps a record to a uint8 image [H, W, C] of the final size.
     """
     index, count = check_batch_and_shard(batch_size, shard)
-    finish = finisher(seed, transform, random_flip)
+    finish = finisher(seed, transform, random_flip, augment)
     ds = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True).enumerate()
@@ -170,9 +174,9 @@ def random_access_source(*, name, make_fetch, example_shape, num_examples, trans
     """A DataSource over the `fetch` (see random_access_dataset) that `make_fetch()` builds on first use."""
     make_fetch = functools.lru_cache(maxsize=None)(make_fetch)
 
-    def make_dataset(batch_size, seed, shard=(0, 1)):
+    def make_dataset(batch_size, seed, shard=(0, 1), augment=True):
         return random_access_dataset(make_fetch(), batch_size=batch_size, seed=seed, shard=shard,
-                                     transform=transform, random_flip=random_flip)
+                                     transform=transform, random_flip=random_flip, augment=augment)
 
     return DataSource(name=name, kind="image", example_shape=tuple(example_shape), make_dataset=make_dataset,
                       transform=transform, num_examples=num_examples, labelled_arrays=labelled_arrays)

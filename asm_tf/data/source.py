@@ -18,7 +18,8 @@ class DataSource:
     [batch_size, *example_shape] already in model space, in an order fixed by `seed`.
     Every source also accepts `make_dataset(batch_size, seed, shard=(index, count))`: the batches of
     input pipeline `index` of `count` (one per worker), each `batch_size` examples; the pipelines
-    read disjoint examples. A plain iterator over the dataset checkpoints its position.
+    read disjoint examples. A plain iterator over the dataset checkpoints its position. With
+    `make_dataset(..., augment=False)` the batches are neither flipped nor dequantised (reference statistics).
     Samplers start from U[init_low, init_high) in data space, mapped through `transform.to_model`.
 
     Optional: `num_examples` in one epoch of the training split (None if unknown), and

@@ -92,14 +92,14 @@ def tfds_image_source(name, *, source_name, factory, split, data_dir, example_sh
             name=source_name, make_fetch=make_fetch, example_shape=example_shape, num_examples=num_examples,
             transform=transform, random_flip=random_flip)
 
-    def make_dataset(batch_size, seed, shard=(0, 1)):
+    def make_dataset(batch_size, seed, shard=(0, 1), augment=True):
         index, count = pipeline.check_batch_and_shard(batch_size, shard)
         records = _encoded_images(
             builder, tfds.even_splits(split, n=count)[index] if count > 1 else split, image_key,
             shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=True))
         return pipeline.sequential_dataset(
             records, lambda data: preprocess(image_ops.decode(data, channels)), batch_size=batch_size, seed=seed,
-            shard=shard, transform=transform, random_flip=random_flip, shuffle_buffer=shuffle_buffer)
+            shard=shard, transform=transform, random_flip=random_flip, shuffle_buffer=shuffle_buffer, augment=augment)
 
     return DataSource(name=source_name, kind="image", example_shape=tuple(example_shape), make_dataset=make_dataset,
                       transform=transform, num_examples=num_examples)

@@ -49,7 +49,7 @@ def toy2d(name="swissroll", pool_size=POOL_SIZE, pool_seed=0):
     pool = sample(name, pool_size, pool_seed)
     fetch = pipeline.in_memory_fetch(pool)
 
-    def make_dataset(batch_size, seed, shard=(0, 1)):
+    def make_dataset(batch_size, seed, shard=(0, 1), augment=True):  # points have no augmentation
         return pipeline.random_access_dataset(fetch, batch_size=batch_size, seed=seed, shard=shard,
                                               transform=IDENTITY_POINTS, random_flip=False)
 
