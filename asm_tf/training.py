@@ -14,9 +14,8 @@ Under MultiWorkerMirroredStrategy the chief alone writes summaries, previews and
 """
 
 import dataclasses
-import math
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import gin
 import keras
@@ -31,6 +30,7 @@ from asm_tf.distribution import WorkerSums, workers_of
 from asm_tf.ema import EMA
 from asm_tf.experiment import Experiment, build_network, parameter_count
 from asm_tf.preemption import StopSignals, TrainingInterrupted
+from asm_tf.previews import Previews
 from asm_tf.score import per_example
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -46,6 +46,15 @@ def _expecting_reduced_gradients(optimizer):
     once, so that their global norm and finiteness can be checked before they are applied."""
     optimizer._all_reduce_sum_gradients = list
     return optimizer
+
+
+class _UpdateResult(NamedTuple):
+    """One guarded update: its metrics, whether it was non-finite, and the fakes its gradients' function
+    returned (the score step's EDS, per replica, for the discriminator; None for D's own update)."""
+
+    metrics: dict
+    nonfinite: tf.Tensor
+    fakes: Any
 
 
 @dataclasses.dataclass
@@ -100,7 +109,6 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
         self.sample_every = sample_every
-        self.num_preview = num_preview
         self.seed = seed
         self.sampler_settings = sampler_settings or sampling.SamplerSettings()
         self.sampler_settings.validate(self.schedule)
@@ -142,7 +150,9 @@ class Trainer:
         self._worker_sums = WorkerSums(self.strategy, self.workers)
         self._make_checkpoints(max_checkpoints)
         self._train_steps = tf.function(self._steps)
-        self._preview_sampler = self._preview_batch = None
+        self.previews = Previews(ema_model=self.experiment.score_model(self.ema.network),
+                                 score_model=self.score_model, schedule=self.schedule,
+                                 sampler_settings=self.sampler_settings, data=data, count=num_preview, seed=seed)
 
     def _trained(self, prefix, network, optimizer, gradients, loss_name, scaled, after_update=lambda: None):
         return _Trained(prefix=prefix, variables=network.trainable_variables, optimizer=optimizer,
@@ -237,8 +247,7 @@ class Trainer:
         return grads, metrics, tf.math.is_finite(metrics[trained.loss_name]), tf.math.is_finite(norm), fakes
 
     def _update(self, trained, x, draw, fakes=None):
-        """One guarded update; returns its metrics, whether it was non-finite (an overflow under loss
-        scaling is not: it only lowers the scale) and the fakes of its gradients' function (per replica).
+        """One guarded update (an overflow under loss scaling is not non-finite: it only lowers the scale).
 
         The decision is taken in cross-replica context, on values that every replica and worker share,
         because a merge_call (which applying gradients makes) is not allowed inside a tf.cond in replica context.
@@ -262,7 +271,7 @@ class Trainer:
 
         tf.cond(tf.logical_and(loss_ok, grads_ok), apply, skip)
         nonfinite = tf.logical_not(loss_ok if trained.loss_scale else tf.logical_and(loss_ok, grads_ok))
-        return metrics, nonfinite, fakes
+        return _UpdateResult(metrics, nonfinite, fakes)
 
     def _distribute(self, batch):
         """Splits this worker's batch over its local replicas (replica ids are global)."""
@@ -281,15 +290,15 @@ class Trainer:
         updates, fakes = [], None
         if after:
             updates.append(self._update(self.score_update, x, draw=0))
-            fakes = updates[-1][2]
+            fakes = updates[-1].fakes
         for d_step in range(self.adversarial.d_steps if self.adversarial else 0):
             if d_step:
                 x, fakes = self._distribute(next(self.iterator)), None
             updates.append(self._update(self.d_update, x, draw=1 + d_step, fakes=fakes))
         if not after:
             updates.append(self._update(self.score_update, x, draw=0))
-        metrics = {name: value for update in updates for name, value in update[0].items()}
-        return metrics, tf.reduce_any([update[1] for update in updates])
+        metrics = {name: value for update in updates for name, value in update.metrics.items()}
+        return metrics, tf.reduce_any([update.nonfinite for update in updates])
 
     def _steps(self, num_steps):
         """Up to `num_steps` steps; returns the last step's metrics and whether a non-finite step stopped them."""
@@ -309,37 +318,6 @@ class Trainer:
         return names + (["loss_g", "loss_d", "d_grad_norm", "d_real", "d_fake"] if self.adversarial else [])
 
     # ---------------------------------------------------------------- the loop
-    def preview(self, seeds):
-        """EMA samples for the seeds with the run's sampler settings: (final, denoised) in data space."""
-        if self._preview_sampler is None:
-            ema_model = self.experiment.score_model(self.ema.network)
-            self._preview_sampler = sampling.make_sampler(ema_model, self.schedule, self.sampler_settings, self.data)
-        return self._preview_sampler(tf.constant(seeds, tf.int64))
-
-    def denoising_preview(self):
-        """Real training images beside their noisy versions and the current score network's denoised fakes
-        (what D judges; `to_data` clamps them as D's input is clamped), at levels spread from the largest
-        sigma to the smallest: data-space images interleaved as real, noisy, denoised."""
-        if self._preview_batch is None:
-            batch = next(iter(self.data.make_dataset(self.num_preview, self.seed + 1)))
-            levels = np.round(np.linspace(0, len(self.sigmas) - 1, self.num_preview)).astype(np.int32)
-            self._preview_batch = batch, tf.gather(self.sigmas, levels)
-        x, sigma = self._preview_batch
-        z = noise.normal(noise.keys(tf.range(x.shape[0], dtype=tf.int64)), x.shape[1:])
-        noisy = x + per_example(sigma, x) * z
-        denoised = self.score_model.denoise(noisy, sigma, training=False)
-        triplets = tf.stack([self.data.transform.to_data(v) for v in (x, noisy, denoised)], axis=1)
-        return tf.reshape(triplets, [-1, *x.shape[1:]]).numpy()
-
-    def _write_previews(self, writer, step):
-        final, denoised = self.preview(np.arange(self.num_preview))
-        summaries.write_samples(writer, {"samples": final.numpy(), "denoised": denoised.numpy()},
-                                self.data.kind, step)
-        if self.data.kind == "image":
-            columns = 3 * math.ceil(math.sqrt(self.num_preview))
-            summaries.write_samples(writer, {"real_noisy_denoised": self.denoising_preview()}, "image", step,
-                                    columns)
-
     def train(self, log=print):
         """Trains until `num_steps`, resuming from the newest readable checkpoint; returns the last metrics.
 
@@ -384,7 +362,7 @@ class Trainer:
                             "died (every unit off) and training goes on as plain DSM; restart from an earlier "
                             "checkpoint with a lower discriminator learning rate")
                 if chief and self.sample_every and step % self.sample_every == 0:
-                    self._write_previews(writer, step)
+                    self.previews.write(writer, step)
                 if step % self.checkpoint_every == 0 or step == self.num_steps:
                     self.checkpoints.save(step)
         writer.flush()

@@ -171,7 +171,7 @@ def test_mixed_precision_trains_with_finite_losses_and_float32_sampling(tmp_path
     assert int(trainer.optimizer.iterations.numpy()) == 4
     if policy == "mixed_float16":
         assert float(trainer.score_update.loss_scale.scale.numpy()) == 2.0**15
-    final, denoised = trainer.preview(np.arange(4))
+    final, denoised = trainer.previews.samples(np.arange(4))
     assert final.dtype == denoised.dtype == tf.float32
 
 

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from asm_tf import noise, sampling  # noqa: E402
-from asm_tf import run as run_lib  # noqa: E402
+from asm_tf import workdir  # noqa: E402
 from asm_tf.data import digits  # noqa: E402
 from asm_tf.evaluation import ideal, modes  # noqa: E402
 
@@ -76,12 +76,9 @@ def parse_levels(text, num_levels):
     return levels
 
 
-def cas_settings(step_size=None, n_sigma=None):
-    """The loaded run's SamplerSettings as CAS, with the step size and n_sigma overridden when given."""
-    settings = sampling.SamplerSettings()
-    return dataclasses.replace(settings, sampler="cas",
-                               step_size=settings.step_size if step_size is None else step_size,
-                               n_sigma=settings.n_sigma if n_sigma is None else n_sigma)
+def cas_settings(run_settings, step_size=None, n_sigma=None):
+    """The run's SamplerSettings as CAS, with the step size and n_sigma overridden when given."""
+    return run_settings.as_cas().override(step_size=step_size, n_sigma=n_sigma)
 
 
 def make_cas(score_model, step_size, transform):
@@ -117,13 +114,13 @@ def summarise_returns(predicted, confidences, labels):
 
 
 def diagnose(loaded, *, levels=None, step_size=None, n_sigma=None, max_images=None, batch_size=500):
-    """The report of a digits run (see the module docstring) just loaded with run_lib.load_run, whose gin
+    """The report of a digits run (see the module docstring) just loaded with workdir.load_run, whose gin
     configuration gives the sampler settings and training split; `levels` as parse_levels takes them."""
     source, schedule = loaded.experiment.data, loaded.experiment.schedule
     check_digits(source)
     if max_images is not None and max_images < 1:
         raise ValueError(f"--max_images must be at least 1, got {max_images}")
-    settings = cas_settings(step_size, n_sigma)
+    settings = cas_settings(loaded.sampler_settings, step_size, n_sigma)
     settings.validate(schedule)
     ladder = schedule.sigmas()
     levels = parse_levels(levels, len(ladder))
@@ -206,7 +203,7 @@ def main(argv=None):
     parser.add_argument("--output", help="PNG path (default: WORKDIR/eval/diagnose_levels.png); JSON beside it")
     args = parser.parse_args(argv)
     try:
-        loaded = run_lib.load_run(args.workdir, args.step)
+        loaded = workdir.load_run(args.workdir, args.step)
         report = diagnose(loaded, levels=args.levels, step_size=args.step_size, n_sigma=args.n_sigma,
                           max_images=args.max_images, batch_size=args.batch_size)
     except (ValueError, FileNotFoundError) as error:

@@ -18,10 +18,16 @@ RUN_BINDINGS_HELP = ("Gin bindings applied on top of the run's saved config.gin 
 
 
 LEVEL_FLAGS = ("spacing", "rho", "churn", "eta")
+SAMPLER_FLAGS = ("sampler", "n_sigma", *LEVEL_FLAGS)
 
 
-def define_level_flags():
-    """Flags of the levels a sampler visits and of the ODE samplers' noise (asm-sample, asm-eval)."""
+def define_sampler_flags():
+    """Flags of the sampler, the levels it visits and the ODE samplers' noise (asm-sample, asm-eval); each
+    defaults to the run's (SamplerSettings.override)."""
+    from asm_tf import sampling  # the command-line tools that do not sample need no TensorFlow graph code
+
+    flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
+    flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
     flags.DEFINE_enum("spacing", None, ["ladder", "rho"], "Levels for --num_steps: 'ladder' sub-samples the trained "
                       "ladder (the default), 'rho' takes EDM's rho schedule between its ends.")
     flags.DEFINE_float("rho", None, "rho of --spacing=rho (default 7).")
@@ -29,9 +35,9 @@ def define_level_flags():
     flags.DEFINE_float("eta", None, "DDIM's eta for euler, 0 (deterministic, the default) to 1 (ancestral).")
 
 
-def level_overrides():
-    """{field: value} of the LEVEL_FLAGS that were given."""
-    return {name: flags.FLAGS[name].value for name in LEVEL_FLAGS if flags.FLAGS[name].value is not None}
+def sampler_overrides():
+    """{field: value} of the SAMPLER_FLAGS (None for those not given)."""
+    return {name: flags.FLAGS[name].value for name in SAMPLER_FLAGS}
 
 
 def run_app(program, main):

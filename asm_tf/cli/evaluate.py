@@ -37,12 +37,10 @@ flags.DEFINE_string("step_sizes", None, "Step sizes: a list 5e-6,6e-6 or LOW:HIG
 flags.DEFINE_integer("num_samples", None, "Samples per entry (default 1000; with --seeds, their count). "
                                           "For --mode=stats: images of the data (default: one epoch).")
 flags.DEFINE_string("seeds", None, "Seeds of the samples, e.g. 0-4999 (default: 0 to num_samples - 1).")
-flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
-flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
+common.define_sampler_flags()
 flags.DEFINE_string("num_steps", None, "Noise levels visited, a list such as 5,10,20 (one sweep each; default: all "
                     "trained levels). Without --step_sizes, ALS and CAS carry the run's step size to each count "
                     "(asm_tf.sampling.carried_step_size).")
-common.define_level_flags()
 flags.DEFINE_string("samples", None, "An asm-sample output directory: evaluate its samples.npz (the sampler settings "
                     "and checkpoint of its settings.json) instead of sampling.")
 flags.DEFINE_integer("batch_size", 100, "Images per sampler call (does not change any image).")
@@ -77,9 +75,8 @@ def sampler_settings(run, num_steps=None):
     """The run's sampler settings with --sampler, --n_sigma, the level flags and `num_steps`; without
     --step_sizes, an ALS or CAS step size is carried to `num_steps` levels."""
     carry = num_steps is not None and not FLAGS.step_sizes
-    return run.sampler_settings.override(run.experiment.schedule, sampler=FLAGS.sampler, n_sigma=FLAGS.n_sigma,
-                                         num_steps=num_steps, step_size="auto" if carry else None,
-                                         **common.level_overrides())
+    return run.sampler_settings.override(run.experiment.schedule, num_steps=num_steps,
+                                         step_size="auto" if carry else None, **common.sampler_overrides())
 
 
 def parse_num_steps(text):
@@ -209,8 +206,7 @@ def run_sweep_mode():
                        load_checkpoint=checkpoint_loader(chosen, seeds, loaded_runs))
 
 
-SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "sampler", "n_sigma", "num_steps",
-                  *common.LEVEL_FLAGS)
+SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "num_steps", *common.SAMPLER_FLAGS)
 
 
 def run_samples_mode():

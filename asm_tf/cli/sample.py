@@ -14,12 +14,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
 flags.DEFINE_integer("checkpoint", None, "Checkpoint step to load (default: the newest).")
 flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
-flags.DEFINE_enum("sampler", None, list(sampling.SAMPLERS), "Sampler (default: the run's).")
-flags.DEFINE_integer("n_sigma", None, "ALS steps per level, or CAS grid refinement (default: the run's).")
+common.define_sampler_flags()
 flags.DEFINE_integer("num_steps", None, "Noise levels visited (default: all trained levels; CAS: its grid refined by "
                      "n_sigma). Network calls per image: num_steps for CAS and euler, 2 num_steps - 1 for heun, "
                      "num_steps n_sigma for ALS.")
-common.define_level_flags()
 flags.DEFINE_string(
     "step_size", None,
     "Step size epsilon of ALS and CAS (default: the run's), or 'auto': the run's step size carried over to "
@@ -52,9 +50,8 @@ def parse_step_size(text):
 
 def settings_from_flags(run):
     """The run's sampler settings with the flags that were given applied on top."""
-    return run.sampler_settings.override(
-        run.experiment.schedule, sampler=FLAGS.sampler, n_sigma=FLAGS.n_sigma, num_steps=FLAGS.num_steps,
-        step_size=parse_step_size(FLAGS.step_size), **common.level_overrides())
+    return run.sampler_settings.override(run.experiment.schedule, num_steps=FLAGS.num_steps,
+                                         step_size=parse_step_size(FLAGS.step_size), **common.sampler_overrides())
 
 
 class TrajectoryKeeper:
