@@ -21,7 +21,6 @@ import sys
 
 import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
 import matplotlib.pyplot as plt
-import numpy as np
 
 from asm_tf import sampling, summaries, workdir
 from asm_tf.cli import common

@@ -20,7 +20,6 @@ Prints a progress line per level and a table, writes a JSON report and a plot (s
 """
 
 import argparse
-import dataclasses
 import inspect
 import json
 import os
