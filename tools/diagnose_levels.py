@@ -20,15 +20,12 @@ Prints a progress line per level and a table, writes a JSON report and a plot (s
 """
 
 import argparse
-import inspect
 import json
 import os
 import sys
 import time
 
-
 import asm_tf  # noqa: E402,F401  (before TensorFlow: turns oneDNN on)
-import gin  # noqa: E402
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -51,14 +48,6 @@ def check_digits(source):
     if source.name != "digits" or shape != DIGITS_SHAPE:
         raise ValueError(f"diagnose_levels needs the digits data (Experiment.data = @digits(), 16x16x1 images); "
                          f"this run trains on {source.name!r} examples of shape {shape}")
-
-
-def training_split():
-    """The digits split the loaded run trained on (gin's digits.split, else the factory's default)."""
-    try:
-        return gin.query_parameter("digits.split")
-    except ValueError:
-        return inspect.signature(digits.digits).parameters["split"].default
 
 
 def parse_levels(text, num_levels):
@@ -113,8 +102,8 @@ def summarise_returns(predicted, confidences, labels):
 
 
 def diagnose(loaded, *, levels=None, step_size=None, n_sigma=None, max_images=None, batch_size=500):
-    """The report of a digits run (see the module docstring) just loaded with workdir.load_run, whose gin
-    configuration gives the sampler settings and training split; `levels` as parse_levels takes them."""
+    """The report of a digits run (see the module docstring) loaded with workdir.load_run: the ideal denoiser
+    of its training split against its network; `levels` as parse_levels takes them."""
     source, schedule = loaded.experiment.data, loaded.experiment.schedule
     check_digits(source)
     if max_images is not None and max_images < 1:
@@ -124,7 +113,7 @@ def diagnose(loaded, *, levels=None, step_size=None, n_sigma=None, max_images=No
     ladder = schedule.sigmas()
     levels = parse_levels(levels, len(ladder))
     grid = settings.sampling_sigmas(schedule).astype(np.float32)
-    split = training_split()
+    split = source.split
     train = source.transform.to_model(tf.constant(digits.load_digits(split)[0])).numpy()
     images, labels = digits.load_digits("test")
     images, labels = images[:max_images], labels[:max_images]

@@ -68,4 +68,5 @@ def digits(split="train", random_flip=False, transform=None):
     transform = Transform() if transform is None else transform
     return pipeline.random_access_source(
         name="digits", make_fetch=lambda: pipeline.in_memory_fetch(images), example_shape=images.shape[1:],
-        num_examples=len(images), transform=transform, random_flip=random_flip, labelled_arrays=load_digits)
+        num_examples=len(images), transform=transform, random_flip=random_flip, labelled_arrays=load_digits,
+        split=split)

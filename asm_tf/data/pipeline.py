@@ -170,7 +170,7 @@ def collect(ds, batch_size=1024):
 
 
 def random_access_source(*, name, make_fetch, example_shape, num_examples, transform, random_flip,
-                         labelled_arrays=None):
+                         labelled_arrays=None, split=None):
     """A DataSource over the `fetch` (see random_access_dataset) that `make_fetch()` builds on first use."""
     make_fetch = functools.lru_cache(maxsize=None)(make_fetch)
 
@@ -179,4 +179,5 @@ def random_access_source(*, name, make_fetch, example_shape, num_examples, trans
                                      transform=transform, random_flip=random_flip, augment=augment)
 
     return DataSource(name=name, kind="image", example_shape=tuple(example_shape), make_dataset=make_dataset,
-                      transform=transform, num_examples=num_examples, labelled_arrays=labelled_arrays)
+                      transform=transform, num_examples=num_examples, labelled_arrays=labelled_arrays,
+                      split=split)

@@ -24,7 +24,7 @@ class DataSource:
 
     Optional: `num_examples` in one epoch of the training split (None if unknown), and
     `labelled_arrays(split)` -> (images float32 [N, *example_shape] in data space, labels int64 [N])
-    for sources whose labels serve evaluation (digits, Stacked MNIST).
+    for sources whose labels serve evaluation (digits, Stacked MNIST), with `split` the one trained on.
     """
 
     name: str
@@ -36,6 +36,7 @@ class DataSource:
     init_high: float = 1.0
     num_examples: Optional[int] = None
     labelled_arrays: Optional[Callable[[str], tuple]] = None
+    split: Optional[str] = None
     missing: Optional[str] = None  # why the data are not on disk (make_dataset then raises FileNotFoundError)
 
     def __post_init__(self):

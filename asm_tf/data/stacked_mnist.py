@@ -79,5 +79,6 @@ def stacked_mnist(split="train", data_dir=None, random_flip=False, transform=Non
     transform = Transform() if transform is None else transform
     return pipeline.random_access_source(
         name="stacked_mnist", make_fetch=lambda: stacked_fetch(_mnist_uint8(split, data_dir)[0]),
-        example_shape=(28, 28, NUM_CHANNELS), num_examples=tfds_images.split_size(builder, split), transform=transform, random_flip=random_flip,
+        example_shape=(28, 28, NUM_CHANNELS), num_examples=tfds_images.split_size(builder, split),
+        transform=transform, random_flip=random_flip, split=split,
         labelled_arrays=lambda labelled_split: load_stacked_mnist(labelled_split, data_dir=data_dir))
