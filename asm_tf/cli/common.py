@@ -45,10 +45,12 @@ def run_app(program, main):
     script file, which defines none) and its docstring; errors are one line; absl's and TensorFlow's INFO
     logging stays off unless --verbosity is given."""
     module = sys.modules[main.__module__]
+    listed = flags.FLAGS.get_key_flags_for_module(__name__)  # define_sampler_flags defines them here
     if module.__name__ != "__main__":  # run as a console script, not with python -m
-        for flag in flags.FLAGS.get_key_flags_for_module(module.__name__) + [flags.FLAGS["verbosity"]]:
-            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+        listed += flags.FLAGS.get_key_flags_for_module(module.__name__) + [flags.FLAGS["verbosity"]]
         sys.modules["__main__"].__doc__ = module.__doc__
+    for flag in listed:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     flags.FLAGS["verbosity"].help = ("Logging verbosity: -1 (the default here) shows warnings and errors; 0 adds "
                                      "INFO lines (TensorFlow's strategy and checkpoint messages), 1 debug lines.")
     app.run(main_with_errors(program, main))
