@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gin  # noqa: E402
 
-from asm_tf import tuning  # noqa: E402
+from asm_tf import schedule_design, tuning  # noqa: E402
 
 
 def register_configurables():
@@ -70,7 +70,7 @@ def main(argv=None):
                 raise ValueError(f"data source {source.name!r} does not know its size: give --num_batches")
             num_batches = math.ceil(source.num_examples / args.batch_size)
         batches = source.make_dataset(args.batch_size, args.seed).as_numpy_iterator()
-        largest = tuning.approximate_sigma_max(batches, num_batches, progress=not args.no_progress)
+        largest = schedule_design.approximate_sigma_max(batches, num_batches, progress=not args.no_progress)
     except ValueError as error:
         parser.error(str(error))
     print(f"largest pairwise distance in {num_batches} batches of {args.batch_size} from {source.name!r}: "

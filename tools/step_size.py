@@ -65,7 +65,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         schedule = schedule_from_flags(args)
-        reports = [tuning.step_size_report(schedule, args.sampler, n, args.step_size) for n in args.n_sigma]
+        reports = [sigmas.step_size_report(schedule, args.sampler, n, args.step_size) for n in args.n_sigma]
         extrapolated = [sigmas.extrapolate_step_size(args.tuned_step_size, sampler=args.sampler,
                                                      n_from=args.tuned_n_sigma, n_to=n, sigma_end=schedule.sigma_end)
                         for n in args.n_sigma] if args.tuned_step_size is not None else None
