@@ -71,15 +71,24 @@ class NoiseSchedule:
         return levels_lib.refined(self, n_sigma).numpy()
 
 
+def min_ratio(sigmas):
+    """gamma (levels.min_ratio) as a float."""
+    return float(levels_lib.min_ratio(sigmas))
+
+
+def cas_step_size_bounds(sigmas):
+    """The open interval of valid CAS step sizes on `sigmas` (levels.cas_step_size_bounds) as floats."""
+    return tuple(float(bound) for bound in levels_lib.cas_step_size_bounds(sigmas))
+
+
 def check_cas_step_size(step_size, sigmas):
-    """Raises ValueError naming the valid interval (levels.cas_step_size_bounds) unless CAS's noise coefficient
-    beta is real."""
-    low, high = (float(bound) for bound in levels_lib.cas_step_size_bounds(sigmas))
+    """Raises ValueError naming the valid interval unless CAS's noise coefficient beta is real."""
+    low, high = cas_step_size_bounds(sigmas)
     if not low < step_size < high:
         raise ValueError(
             f"step size {step_size:.6g} is outside the CAS bounds for this grid of {len(sigmas)} levels "
-            f"(sigma_L = {sigmas[-1]:.6g}, gamma = {float(levels_lib.min_ratio(sigmas)):.6f}): choose a step size "
-            f"strictly between {low:.6g} and {high:.6g}, i.e. sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma)")
+            f"(sigma_L = {sigmas[-1]:.6g}, gamma = {min_ratio(sigmas):.6f}): choose a step size strictly "
+            f"between {low:.6g} and {high:.6g}, i.e. sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma)")
 
 
 def cas_coefficients(step_size, sigmas):
@@ -145,9 +154,9 @@ def step_size_report(schedule, sampler, n_sigma, step_size=None):
     if n_sigma < 1:
         raise ValueError(f"n_sigma must be at least 1, got {n_sigma}")
     levels = levels_lib.sampler_levels(schedule, sampler, n_sigma=n_sigma).numpy()
-    fields = dict(sampler=sampler, n_sigma=n_sigma, levels=len(levels), ratio=float(levels_lib.min_ratio(levels)))
+    fields = dict(sampler=sampler, n_sigma=n_sigma, levels=len(levels), ratio=min_ratio(levels))
     if sampler == "cas":
-        fields["bounds"] = tuple(float(bound) for bound in levels_lib.cas_step_size_bounds(levels))
+        fields["bounds"] = cas_step_size_bounds(levels)
     if step_size is None:
         return StepSizeReport(**fields)
     if not step_size > 0:

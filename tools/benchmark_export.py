@@ -23,7 +23,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tools/benchmark.py: on
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from asm_tf import export, levels, sampling, sigmas  # noqa: E402
+from asm_tf import export, sampling, sigmas  # noqa: E402
 from asm_tf.data.source import DataSource  # noqa: E402
 from asm_tf.data.transforms import Transform  # noqa: E402
 from asm_tf.experiment import build_network  # noqa: E402
@@ -74,7 +74,7 @@ def main(argv=None):
     source = DataSource(name="benchmark", kind="image", example_shape=shape, make_dataset=None,
                         transform=Transform())
     schedule = sigmas.NoiseSchedule(sigma_begin=50.0, sigma_end=0.01, num_levels=args.num_levels)
-    low, high = (float(bound) for bound in levels.cas_step_size_bounds(schedule.sigmas()))
+    low, high = sigmas.cas_step_size_bounds(schedule.sigmas())
     settings = sampling.SamplerSettings(sampler="cas", n_sigma=1, step_size=float(np.sqrt(low * high)))
     with tempfile.TemporaryDirectory(prefix="asm_benchmark_export_") as directory:
         path = os.path.join(directory, "1")
