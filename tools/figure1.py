@@ -1,7 +1,7 @@
 """The paper's Figure 1: the noise std during idealised sampling with a perfect score
 (docs/algorithm.md#als-lag-and-figure-1).
 
-    python tools/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few ms
+    python tools/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few seconds
     python tools/figure1.py --output figure1.png --simulate # also runs the library's ALS/CAS samplers
 
 The data are a point mass x*, whose perfect score is s*(x, sigma) = -(x - x*) / sigma^2. One ALS step at
@@ -22,10 +22,14 @@ import argparse
 import os
 import sys
 
-import numpy as np
-from matplotlib.figure import Figure
+import asm_tf
 
-from asm_tf import point_mass, sigmas
+asm_tf.import_tensorflow_quietly()  # asm_tf.sigmas computes the levels with TensorFlow
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from asm_tf import point_mass, sigmas  # noqa: E402
 
 
 def write_curves_csv(curves, path):

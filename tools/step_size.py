@@ -21,8 +21,11 @@ Exits with status 1 when --step_size is outside the CAS bounds of some n_sigma.
 import argparse
 import sys
 
+import asm_tf
 
-from asm_tf import sigmas, tuning
+asm_tf.import_tensorflow_quietly()  # asm_tf.sigmas computes the levels with TensorFlow
+
+from asm_tf import sigmas, tuning  # noqa: E402
 
 
 def add_schedule_flags(parser):
