@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from asm_tf import levels as levels_lib
-from asm_tf import ode, sampling
+from asm_tf import ode, sampling, summaries
 
 SIGNATURES = ("serving_default", "sample_cas", "sample_als", "sample_ode", "sample_cas_levels", "denoise", "inpaint")
 MAX_N_SIGMA = 1000  # keeps (L - 1) n_sigma + 1 far from int32 overflow and a request's cost bounded
@@ -48,38 +48,10 @@ def raw_variables(network):
     return variables
 
 
-def refined_grid(schedule, n_sigma):
-    """The CAS grid for a tensor n_sigma, in the graph: L' = (L - 1) n_sigma + 1 levels, float64.
-
-    Geometric grids are exp(linspace(log sigma_1, log sigma_L, L')), linear ones linspace(sigma_1, sigma_L, L');
-    the end points are exact, as in NoiseSchedule.refined.
-    """
-    count = (schedule.num_levels - 1) * tf.cast(n_sigma, tf.int32) + 1
-    first = tf.constant(schedule.sigma_begin, tf.float64)
-    last = tf.constant(schedule.sigma_end, tf.float64)
-    if schedule.spacing == "geometric":
-        grid = tf.exp(tf.linspace(tf.math.log(first), tf.math.log(last), count))
-    else:
-        grid = tf.linspace(first, last, count)
-    return tf.concat([first[None], grid[1:-1], last[None]], axis=0)
-
-
-def cas_step_size_bounds(grid):
-    """In-graph version of sigmas.cas_step_size_bounds: (sigma_L^2 (1 - gamma), sigma_L^2 (1 + gamma))."""
-    gamma = tf.reduce_min(grid[1:] / grid[:-1])
-    last = tf.square(grid[-1])
-    return last * (1.0 - gamma), last * (1.0 + gamma)
-
-
 def _check(condition, template, *values):
     """An assertion whose InvalidArgument error is `template` formatted with `values` (tf.strings.format)."""
     message = tf.strings.format(template, values, summarize=8) if values else template
     return tf.debugging.Assert(condition, [message])
-
-
-def to_uint8(images):
-    """round(255 x) after clipping to [0, 1], as summaries.to_uint8 (and a PNG) store them."""
-    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
 class WeightsModule(tf.Module):
@@ -108,7 +80,6 @@ class Signatures:
         self._images = source.kind == "image"
         self._name = "images" if self._images else "points"
         self._serving_levels = settings.sampling_sigmas(schedule).astype(np.float32)
-        self._als_levels = schedule.sigmas().astype(np.float32)
 
     def concrete_functions(self):
         """{signature name: concrete function}. No autograph: the graphs use tf.while_loop and tf.cond."""
@@ -138,7 +109,7 @@ class Signatures:
     # ------------------------------------------------------------------ outputs and checks
     def _outputs(self, data):
         if self._images:
-            return {"images": to_uint8(data), "images_float": data}
+            return {"images": summaries.to_uint8(data), "images_float": data}
         return {"points": data}
 
     def _check_count(self, count, what):
@@ -177,7 +148,7 @@ class Signatures:
     def _cas_on(self, seeds, grid, step_size, denoise, grid_name, grid_value):
         """CAS on `grid` (float64) once the seed count and the step size (against the grid's bounds) are checked;
         `grid_name` describes the grid in the error, with `grid_value` in its {}."""
-        low, high = cas_step_size_bounds(grid)
+        low, high = levels_lib.cas_step_size_bounds(grid)
         eps = tf.cast(step_size, tf.float64)
         checks = self._check_count(tf.size(seeds), "seed") + [_check(
             tf.logical_and(low < eps, eps < high),
@@ -188,7 +159,7 @@ class Signatures:
 
     def _sample_cas(self, seeds, step_size, n_sigma, denoise):
         with tf.control_dependencies([self._check_n_sigma(n_sigma)]):
-            grid = refined_grid(self._schedule, n_sigma)
+            grid = levels_lib.sampler_levels(self._schedule, "cas", n_sigma=n_sigma)
         return self._cas_on(seeds, grid, step_size, denoise, "n_sigma = {}", n_sigma)
 
     def _sample_als(self, seeds, step_size, n_sigma, denoise):
@@ -197,28 +168,28 @@ class Signatures:
             _check(tf.logical_and(step_size > 0.0, tf.math.is_finite(step_size)),
                    "step_size must be a positive number, got {}", step_size)]
         with tf.control_dependencies(checks):
-            return self._draw(seeds, self._als_levels, step_size, denoise, "als", n_sigma)
+            levels = levels_lib.sampler_levels(self._schedule, "als", n_sigma=n_sigma)
+            return self._draw(seeds, tf.cast(levels, tf.float32), step_size, denoise, "als", n_sigma)
 
-    def _levels(self, num_steps, spacing, rho):
-        """(checks, float32 levels) of sampling.SamplerSettings.sampling_sigmas for request inputs."""
-        ladder = self._schedule.sigmas()
+    def _levels(self, sampler, num_steps, spacing, rho):
+        """(checks, float32 levels) of `sampler` for request inputs, as sampling.SamplerSettings.sampling_sigmas."""
+        num_levels = self._schedule.num_levels
         is_rho = tf.equal(spacing, "rho")
         checks = [
             _check(tf.logical_or(is_rho, tf.equal(spacing, "ladder")),
                    tf.strings.join(["spacing must be ladder or rho, got ", spacing])),
             _check(tf.logical_and(num_steps >= 2, num_steps <= MAX_NUM_STEPS),
                    f"num_steps must be at least 2 and at most {MAX_NUM_STEPS}, got {{}}", num_steps),
-            _check(tf.logical_or(is_rho, num_steps <= len(ladder)),
-                   f"num_steps {{}} exceeds the {len(ladder)} trained levels; use spacing rho", num_steps),
+            _check(tf.logical_or(is_rho, num_steps <= num_levels),
+                   f"num_steps {{}} exceeds the {num_levels} trained levels; use spacing rho", num_steps),
             _check(tf.logical_or(tf.logical_not(is_rho), tf.logical_and(rho > 0.0, tf.math.is_finite(rho))),
                    "rho must be a positive number, got {}", rho)]
         with tf.control_dependencies(checks):
-            levels = tf.cond(is_rho, lambda: levels_lib.rho_spaced(ladder[0], ladder[-1], num_steps, rho),
-                             lambda: levels_lib.subsampled(ladder, num_steps))
+            levels = levels_lib.sampler_levels(self._schedule, sampler, num_steps=num_steps, spacing=spacing, rho=rho)
         return checks, tf.cast(levels, tf.float32)
 
     def _sample_ode(self, seeds, num_steps, spacing, rho, second_order, churn, eta, denoise):
-        checks, levels = self._levels(num_steps, spacing, rho)
+        checks, levels = self._levels("euler", num_steps, spacing, rho)  # Heun walks the same levels
         checks += self._check_count(tf.size(seeds), "seed") + [
             _check(tf.logical_and(churn >= 0.0, tf.math.is_finite(churn)), "churn must be at least 0, got {}", churn),
             _check(tf.logical_and(eta >= 0.0, eta <= 1.0), "eta must lie in [0, 1], got {}", eta),
@@ -231,7 +202,7 @@ class Signatures:
         return self._outputs(self._source.transform.to_data(tf.where(denoise, denoised, final)))
 
     def _sample_cas_levels(self, seeds, num_steps, spacing, rho, step_size, denoise):
-        checks, levels = self._levels(num_steps, spacing, rho)
+        checks, levels = self._levels("cas", num_steps, spacing, rho)
         with tf.control_dependencies(checks):
             grid = tf.cast(levels, tf.float64)
         return self._cas_on(seeds, grid, step_size, denoise, "{} levels", num_steps)

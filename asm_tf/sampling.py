@@ -107,20 +107,19 @@ class SamplerSettings:
         return f"{self.sampler}_{levels}{spacing}_eps{self.step_size:g}"
 
     def sampling_sigmas(self, schedule):
-        """The noise levels the sampler visits (float64): see the class docstring."""
-        if self.num_steps is None:
-            return schedule.refined(self.n_sigma) if self.sampler == "cas" else schedule.sigmas()
-        if self.spacing == "ladder":
-            if self.num_steps > schedule.num_levels:
-                raise ValueError(f"num_steps {self.num_steps} exceeds the {schedule.num_levels} trained levels; "
-                                 "use spacing 'rho' (any level between the ladder's ends) or CAS's n_sigma")
-            return levels_lib.subsampled(schedule.sigmas(), self.num_steps).numpy()
-        first = schedule.sigma_begin if self.sigma_max is None else self.sigma_max
-        last = schedule.sigma_end if self.sigma_min is None else self.sigma_min
-        sigmas_lib.check_trained_range((first, last), schedule)
-        if not first > last:
-            raise ValueError(f"need sigma_max > sigma_min, got {first} and {last}")
-        return levels_lib.rho_spaced(first, last, self.num_steps, self.rho).numpy()
+        """The noise levels the sampler visits (float64, levels.sampler_levels): see the class docstring."""
+        if self.num_steps is not None and self.spacing == "ladder" and self.num_steps > schedule.num_levels:
+            raise ValueError(f"num_steps {self.num_steps} exceeds the {schedule.num_levels} trained levels; "
+                             "use spacing 'rho' (any level between the ladder's ends) or CAS's n_sigma")
+        levels = levels_lib.sampler_levels(schedule, self.sampler, n_sigma=self.n_sigma, num_steps=self.num_steps,
+                                           spacing=self.spacing, rho=self.rho, sigma_max=self.sigma_max,
+                                           sigma_min=self.sigma_min).numpy()
+        if self.spacing == "rho":
+            first, last = levels[0], levels[-1]
+            sigmas_lib.check_trained_range((first, last), schedule)
+            if not first > last:
+                raise ValueError(f"need sigma_max > sigma_min, got {first} and {last}")
+        return levels
 
     def network_calls(self, schedule):
         """Network evaluations per image."""
@@ -239,7 +238,7 @@ def _cas(score_model, x, seeds, sigmas, step_size, project=None, trajectory_ever
         denoised = x + sigma * output
         x = x + eta * sigma * output
         next_sigma = sigmas[tf.minimum(i + 1, num_levels - 1)]
-        beta = tf.sqrt(tf.maximum(1.0 - tf.square((1.0 - eta) * sigma / next_sigma), 0.0))
+        beta = levels_lib.cas_beta(eta, sigma, next_sigma)
         z = noise.normal(noise.fold(seeds, i + 1), shape)
         x = tf.where(i + 1 < num_levels, x + beta * next_sigma * z, x)
         return x, denoised

@@ -1,4 +1,5 @@
-"""Noise schedules, the CAS grid refinement, CAS step-size bounds and step-size extrapolation.
+"""Noise schedules, CAS step-size checks, coefficients and extrapolation, in NumPy and with messages that say
+what is valid; the formulas themselves are asm_tf.levels' TensorFlow ops.
 
 Notation (docs/algorithm.md#notation): sigma_1 > ... > sigma_L are the noise levels, epsilon the step size,
 eta = epsilon / sigma_L^2, n_sigma the steps per level (ALS) or the grid refinement factor (CAS).
@@ -10,26 +11,25 @@ from typing import Optional
 import gin
 import numpy as np
 
+from asm_tf import levels as levels_lib
+
 SPACINGS = ("geometric", "linear")
 
 
-def ladder(sigma_begin, sigma_end, num_levels, spacing="geometric"):
-    """Decreasing noise levels from `sigma_begin` to `sigma_end` (both included), float64."""
+def _check_ladder(sigma_begin, sigma_end, num_levels, spacing="geometric"):
+    """Raises ValueError unless the arguments describe a ladder of at least 2 decreasing positive levels."""
     if spacing not in SPACINGS:
         raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     if not sigma_begin > sigma_end > 0:
         raise ValueError(f"need sigma_begin > sigma_end > 0, got {sigma_begin} and {sigma_end}")
     if num_levels < 2:
         raise ValueError(f"need at least 2 noise levels, got {num_levels}")
-    space = np.geomspace if spacing == "geometric" else np.linspace
-    return space(float(sigma_begin), float(sigma_end), int(num_levels))
 
 
-def refined_num_levels(num_levels, n_sigma):
-    """L' = (L - 1) * n_sigma + 1: the CAS grid keeps both end points and divides each interval."""
-    if n_sigma < 1:
-        raise ValueError(f"n_sigma must be at least 1, got {n_sigma}")
-    return (num_levels - 1) * n_sigma + 1
+def ladder(sigma_begin, sigma_end, num_levels, spacing="geometric"):
+    """Decreasing noise levels from `sigma_begin` to `sigma_end` (both included), float64."""
+    _check_ladder(sigma_begin, sigma_end, num_levels, spacing)
+    return levels_lib.ladder(float(sigma_begin), float(sigma_end), int(num_levels), spacing).numpy()
 
 
 @gin.configurable
@@ -50,7 +50,7 @@ class NoiseSchedule:
     train_log_std: float = 1.0
 
     def __post_init__(self):
-        ladder(self.sigma_begin, self.sigma_end, self.num_levels, self.spacing)  # validates
+        _check_ladder(self.sigma_begin, self.sigma_end, self.num_levels, self.spacing)
         if not self.train_log_std > 0:
             raise ValueError(f"train_log_std must be positive, got {self.train_log_std}")
 
@@ -65,21 +65,20 @@ class NoiseSchedule:
         return density / np.sum(density)
 
     def refined(self, n_sigma):
-        levels = refined_num_levels(self.num_levels, n_sigma)
-        return ladder(self.sigma_begin, self.sigma_end, levels, self.spacing)
+        """The CAS grid of (L - 1) n_sigma + 1 levels (levels.refined), float64."""
+        if n_sigma < 1:
+            raise ValueError(f"n_sigma must be at least 1, got {n_sigma}")
+        return levels_lib.refined(self, n_sigma).numpy()
 
 
 def min_ratio(sigmas):
-    """The smallest ratio sigma_{i+1} / sigma_i (all equal on a geometric grid)."""
-    sigmas = np.asarray(sigmas, np.float64)
-    return float(np.min(sigmas[1:] / sigmas[:-1]))
+    """gamma (levels.min_ratio) as a float."""
+    return float(levels_lib.min_ratio(sigmas))
 
 
 def cas_step_size_bounds(sigmas):
-    """Open interval (sigma_L^2 (1 - gamma), sigma_L^2 (1 + gamma)) of valid CAS step sizes on `sigmas`."""
-    gamma = min_ratio(sigmas)
-    last = float(sigmas[-1]) ** 2
-    return last * (1.0 - gamma), last * (1.0 + gamma)
+    """The open interval of valid CAS step sizes on `sigmas` (levels.cas_step_size_bounds) as floats."""
+    return tuple(float(bound) for bound in levels_lib.cas_step_size_bounds(sigmas))
 
 
 def check_cas_step_size(step_size, sigmas):
@@ -93,13 +92,12 @@ def check_cas_step_size(step_size, sigmas):
 
 
 def cas_coefficients(step_size, sigmas):
-    """(eta, beta) of CAS: eta = eps / sigma_L^2; beta_i = sqrt(1 - ((1 - eta) / gamma_i)^2), one per transition."""
+    """(eta, beta) of CAS after checking the bounds: eta = eps / sigma_L^2 and beta [L' - 1] (levels.cas_beta),
+    one per transition."""
     check_cas_step_size(step_size, sigmas)
     sigmas = np.asarray(sigmas, np.float64)
     eta = step_size / sigmas[-1] ** 2
-    gammas = sigmas[1:] / sigmas[:-1]
-    beta = np.sqrt(1.0 - ((1.0 - eta) / gammas) ** 2)
-    return float(eta), beta
+    return float(eta), levels_lib.cas_beta(eta, sigmas[:-1], sigmas[1:]).numpy()
 
 
 def extrapolate_step_size(step_size, *, sampler, n_from, n_to, sigma_end):
@@ -126,3 +124,48 @@ def check_trained_range(levels, schedule, rtol=1e-6):
     if outside:
         raise ValueError(f"noise level(s) {', '.join(f'{level:.6g}' for level in outside)} outside the trained "
                          f"range [{schedule.sigma_end:g}, {schedule.sigma_begin:g}]: the network never saw them")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSizeReport:
+    """What a sampler setting means for the step size.
+
+    `levels` is the number of noise levels the sampler visits (L for ALS, the refined L' for CAS);
+    `ratio` the smallest sigma_{i+1} / sigma_i of those levels; `bounds` the open interval of valid CAS
+    step sizes (None for ALS). With a step size: eta = eps / sigma_L^2, `beta` the (min, max) CAS noise
+    coefficient, and `error` the reason the step size is invalid (else None).
+    """
+
+    sampler: str
+    n_sigma: int
+    levels: int
+    ratio: float
+    bounds: tuple = None
+    step_size: float = None
+    eta: float = None
+    beta: tuple = None
+    error: str = None
+
+
+def step_size_report(schedule, sampler, n_sigma, step_size=None):
+    """StepSizeReport for `schedule` (a NoiseSchedule) sampled by `sampler` ('als' or 'cas') with `n_sigma`."""
+    if sampler not in ("als", "cas"):
+        raise ValueError(f"sampler must be 'als' or 'cas', got {sampler!r}")
+    if n_sigma < 1:
+        raise ValueError(f"n_sigma must be at least 1, got {n_sigma}")
+    levels = levels_lib.sampler_levels(schedule, sampler, n_sigma=n_sigma).numpy()
+    fields = dict(sampler=sampler, n_sigma=n_sigma, levels=len(levels), ratio=min_ratio(levels))
+    if sampler == "cas":
+        fields["bounds"] = cas_step_size_bounds(levels)
+    if step_size is None:
+        return StepSizeReport(**fields)
+    if not step_size > 0:
+        raise ValueError(f"step size must be positive, got {step_size}")
+    fields.update(step_size=step_size, eta=step_size / float(levels[-1]) ** 2)
+    if sampler == "cas":
+        try:
+            _, beta = cas_coefficients(step_size, levels)
+            fields["beta"] = (float(np.min(beta)), float(np.max(beta)))
+        except ValueError as error:
+            fields["error"] = str(error)
+    return StepSizeReport(**fields)

@@ -21,7 +21,7 @@ def image_grid(images, columns=None, padding=0):
     rows = math.ceil(n / columns)
     step_h, step_w = h + padding, w + padding
     grid = np.full((rows * step_h - padding, columns * step_w - padding, c), 128 if padding else 0, np.uint8)
-    for k, image in enumerate(to_uint8(images)):
+    for k, image in enumerate(to_uint8(images).numpy()):
         r, col = divmod(k, columns)
         grid[r * step_h:r * step_h + h, col * step_w:col * step_w + w] = image
     return grid
@@ -35,8 +35,9 @@ def upscaled(picture, tile_size, min_tile_size=64):
 
 
 def to_uint8(images):
-    """[0, 1] floats to uint8 exactly as a PNG stores them: round(255 x) after clipping."""
-    return np.round(np.clip(np.asarray(images), 0.0, 1.0) * 255.0).astype(np.uint8)
+    """[0, 1] floats to a uint8 tensor exactly as a PNG stores them: round(255 x) after clipping. The one
+    quantisation of samples' PNGs and npz, of FID's inputs and of the exported graphs' `images`."""
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
 def scatter_plot(points, reference=None, title=None, limit=3.0):

@@ -1,6 +1,5 @@
-"""The ideal (posterior-mean) denoiser and tools/diagnose_levels.py on a digits run with random weights."""
+"""The ideal (posterior-mean) denoiser, the level diagnosis and its tool on a digits run with random weights."""
 
-import importlib.util
 import json
 import os
 
@@ -10,12 +9,12 @@ import pytest
 import tensorflow as tf
 
 from asm_tf import noise
-from asm_tf import workdir as run_lib
+from asm_tf import workdir as workdir_lib
 from conftest import write_untrained_run
 from asm_tf.data import digits
-from asm_tf.evaluation import ideal
+from asm_tf.evaluation import ideal, level_diagnosis
+from tools import diagnose_levels
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP = 3
 MAX_IMAGES = 12
 DIGITS_RUN = """
@@ -36,14 +35,6 @@ Experiment.score_network = @ToyMLP
 ToyMLP.hidden = 8
 ToyMLP.depth = 1
 """
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("tool_diagnose_levels",
-                                                  os.path.join(REPO, "tools", "diagnose_levels.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_run(workdir, config):
@@ -88,7 +79,7 @@ def test_posterior_mean_limits():
 
 def test_diagnose_levels_end_to_end(tmp_path, clean_gin, capsys):
     workdir = _write_run(tmp_path / "digits_run", DIGITS_RUN)
-    _tool().main(["--workdir", workdir, "--levels", "3,1", "--max_images", str(MAX_IMAGES)])
+    diagnose_levels.main(["--workdir", workdir, "--levels", "3,1", "--max_images", str(MAX_IMAGES)])
     output = os.path.join(workdir, "eval", "diagnose_levels")
     assert os.path.getsize(output + ".png") > 0
     report = json.load(open(output + ".json"))
@@ -112,7 +103,7 @@ def test_diagnose_levels_end_to_end(tmp_path, clean_gin, capsys):
     assert "worst class" in capsys.readouterr().out
 
     # The MSEs are those of the EDS and of the posterior mean on the stateless noisy test digits.
-    loaded = run_lib.load_run(workdir)
+    loaded = workdir_lib.load_run(workdir)
     row = report["levels"][0]
     clean = digits.load_digits("test")[0][:MAX_IMAGES]
     noisy = clean + row["sigma"] * noise.normal(noise.fold(np.arange(MAX_IMAGES), 0), clean.shape[1:]).numpy()
@@ -124,8 +115,7 @@ def test_diagnose_levels_end_to_end(tmp_path, clean_gin, capsys):
 
 def test_a_run_on_other_data_is_refused(tmp_path, clean_gin):
     workdir = _write_run(tmp_path / "points_run", POINTS_RUN)
-    tool = _tool()
     with pytest.raises(ValueError, match="needs the digits data"):
-        tool.diagnose(run_lib.load_run(workdir))
+        level_diagnosis.diagnose(workdir_lib.load_run(workdir))
     with pytest.raises(SystemExit, match="needs the digits data"):
-        tool.main(["--workdir", workdir])
+        diagnose_levels.main(["--workdir", workdir])

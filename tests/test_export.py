@@ -17,7 +17,7 @@ from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
 from asm_tf import export, sampling, sigmas
-from asm_tf import workdir as run_lib
+from asm_tf import workdir as workdir_lib
 from conftest import write_untrained_run
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
@@ -215,7 +215,7 @@ def exported(workdir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(workdir):
-    run = run_lib.load_run(workdir)
+    run = workdir_lib.load_run(workdir)
     yield run
     gin.clear_config()
 

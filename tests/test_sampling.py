@@ -5,19 +5,11 @@ import tensorflow as tf
 from asm_tf import sampling, sigmas
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
+from asm_tf.point_mass import PointMassScore
 from asm_tf.score import ScoreModel
 
 CENTRE = 0.3
 NUM = 20000
-
-
-class PointMassOracle(tf.Module):
-    """The exact score of data concentrated at CENTRE: net(x, sigma) = -(x - CENTRE) / sigma."""
-
-    takes_sigma = True
-
-    def __call__(self, x, sigma, training=False):
-        return -(x - CENTRE) / tf.reshape(sigma, [-1, 1])
 
 
 def _start(sigma_1):
@@ -34,7 +26,7 @@ def test_cas_keeps_the_noise_std_on_the_geometric_schedule():
     for k in (2, 5, 9, len(grid)):
         head = grid[:k]
         # On a truncated grid the final level gets no noise: std = (1 - eta) * sigma_{k-1}.
-        final, denoised = sampling.cas(ScoreModel(PointMassOracle()), x0, seeds, head, eta * head[-1] ** 2)
+        final, denoised = sampling.cas(ScoreModel(PointMassScore(CENTRE)), x0, seeds, head, eta * head[-1] ** 2)
         std = float(tf.math.reduce_std(final))
         assert std == pytest.approx((1 - eta) * head[-1], rel=0.03), k
         np.testing.assert_allclose(denoised.numpy(), CENTRE, atol=1e-5)
@@ -45,7 +37,7 @@ def test_als_follows_the_variance_recursion(n_sigma):
     levels = sigmas.ladder(1.0, 0.01, 8)
     eta = 0.3
     x0, seeds = _start(levels[0])
-    final, _ = sampling.als(ScoreModel(PointMassOracle()), x0, seeds, levels, eta * levels[-1] ** 2, n_sigma)
+    final, _ = sampling.als(ScoreModel(PointMassScore(CENTRE)), x0, seeds, levels, eta * levels[-1] ** 2, n_sigma)
     variance = levels[0] ** 2
     for sigma in levels:
         for _ in range(n_sigma):
@@ -58,7 +50,7 @@ def test_als_follows_the_variance_recursion(n_sigma):
 def test_als_noise_first_ends_with_a_gradient_step():
     levels = sigmas.ladder(1.0, 0.01, 5)
     x0, seeds = _start(levels[0])
-    final, _ = sampling.als(ScoreModel(PointMassOracle()), x0, seeds, levels, 0.5 * levels[-1] ** 2, 1,
+    final, _ = sampling.als(ScoreModel(PointMassScore(CENTRE)), x0, seeds, levels, 0.5 * levels[-1] ** 2, 1,
                             noise_first=True)
     variance = levels[0] ** 2
     for sigma in levels:

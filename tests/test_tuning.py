@@ -1,6 +1,6 @@
-"""Tuning helpers and tools: Technique 1 and 2, CAS step sizes and extrapolation, Figure 1."""
+"""Tuning without a trained model and its tools: Techniques 1 and 2, CAS step sizes and extrapolation, Figure 1."""
 
-import importlib.util
+import importlib
 import math
 import os
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.spatial
 
-from asm_tf import sigmas, tuning
+from asm_tf import point_mass, schedule_design, sigmas
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = sigmas.NoiseSchedule(50.0, 0.01, 232)
@@ -18,10 +18,7 @@ SMALL = sigmas.NoiseSchedule(1.0, 0.01, 10)
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"tools.{name}")
 
 
 @pytest.fixture
@@ -34,10 +31,10 @@ def clean_gin():
 # --- Technique 2 -----------------------------------------------------------------------------------
 
 def test_technique_2_reproduces_cifar10():
-    ratio = tuning.noise_level_ratio(3072, coverage=0.5)
+    ratio = schedule_design.noise_level_ratio(3072, coverage=0.5)
     assert ratio == pytest.approx(0.96314, abs=5e-6)
-    assert tuning.level_overlap(ratio, 3072) == pytest.approx(0.5, abs=1e-10)
-    levels = tuning.num_noise_levels(50.0, 0.01, ratio)
+    assert schedule_design.level_overlap(ratio, 3072) == pytest.approx(0.5, abs=1e-10)
+    levels = schedule_design.num_noise_levels(50.0, 0.01, ratio)
     assert levels == pytest.approx(226.8, abs=0.05)
     assert math.ceil(levels) == 227
 
@@ -48,16 +45,16 @@ def test_technique_2_reproduces_cifar10():
     (256 * 256 * 3, 348.0, 2191.1),  # FFHQ (config 2311)
 ])
 def test_technique_2_matches_the_spec_for_other_datasets(dim, sigma_begin, expected):
-    assert tuning.num_noise_levels(sigma_begin, 0.01, tuning.noise_level_ratio(dim)) == pytest.approx(expected, abs=0.1)
+    assert schedule_design.num_noise_levels(sigma_begin, 0.01, schedule_design.noise_level_ratio(dim)) == pytest.approx(expected, abs=0.1)
 
 
 def test_technique_2_refuses_bad_input():
     with pytest.raises(ValueError, match="coverage"):
-        tuning.noise_level_ratio(3072, coverage=0.999)
+        schedule_design.noise_level_ratio(3072, coverage=0.999)
     with pytest.raises(ValueError, match="dimension"):
-        tuning.noise_level_ratio(0)
+        schedule_design.noise_level_ratio(0)
     with pytest.raises(ValueError, match="sigma_begin > sigma_end"):
-        tuning.num_noise_levels(0.01, 50.0, 0.9)
+        schedule_design.num_noise_levels(0.01, 50.0, 0.9)
 
 
 # --- step sizes ------------------------------------------------------------------------------------
@@ -69,7 +66,7 @@ def test_technique_2_refuses_bad_input():
     (CHURCHES, 1, 2.8e-6, 788, 0.987943, (1.206e-6, 1.988e-4), 0.0280, 0.1789),
 ])
 def test_cas_report_matches_the_spec_table(schedule, n_sigma, step_size, levels, gamma, bounds, eta, beta):
-    report = tuning.step_size_report(schedule, "cas", n_sigma, step_size)
+    report = sigmas.step_size_report(schedule, "cas", n_sigma, step_size)
     assert report.levels == levels and report.error is None
     assert report.ratio == pytest.approx(gamma, abs=1e-6)
     np.testing.assert_allclose(report.bounds, bounds, rtol=1e-3)
@@ -79,13 +76,13 @@ def test_cas_report_matches_the_spec_table(schedule, n_sigma, step_size, levels,
 
 @pytest.mark.parametrize("step_size", [1.1e-6, 3.6e-6, 1.97e-4])
 def test_cas_step_sizes_outside_the_bounds_are_reported(step_size):
-    report = tuning.step_size_report(CIFAR, "cas", 1, step_size)
+    report = sigmas.step_size_report(CIFAR, "cas", 1, step_size)
     assert report.beta is None
     assert "strictly between 3.61995e-06 and 0.00019638" in report.error
 
 
 def test_als_report_has_no_bounds():
-    report = tuning.step_size_report(CIFAR, "als", 5, 3.6e-6)
+    report = sigmas.step_size_report(CIFAR, "als", 5, 3.6e-6)
     assert report.bounds is None and report.beta is None and report.error is None
     assert report.levels == 232 and report.eta == pytest.approx(0.036)
 
@@ -99,14 +96,14 @@ def test_als_report_has_no_bounds():
 def test_cas_extrapolation_reproduces_the_spec(schedule, tuned, n_to, expected):
     got = sigmas.extrapolate_step_size(tuned, sampler="cas", n_from=1, n_to=n_to, sigma_end=schedule.sigma_end)
     assert got == pytest.approx(expected, rel=2e-3)
-    assert tuning.step_size_report(schedule, "cas", n_to, got).error is None
+    assert sigmas.step_size_report(schedule, "cas", n_to, got).error is None
     assert sigmas.extrapolate_step_size(1.8e-5, sampler="als", n_from=1, n_to=5, sigma_end=0.01) == pytest.approx(3.6e-6)
 
 
 # --- Figure 1 --------------------------------------------------------------------------------------
 
 def test_analytic_figure_1():
-    curves = tuning.figure1_curves(CIFAR)
+    curves = point_mass.figure1_curves(CIFAR)
     als = {curve.n_sigma: curve for curve in curves if curve.sampler == "als"}
     cas = next(curve for curve in curves if curve.sampler == "cas")
     assert sorted(als) == [1, 2, 5, 20] and len(cas.std) == 231 * 100 + 1
@@ -125,26 +122,26 @@ def test_analytic_figure_1():
 
 def test_als_fixed_point():
     eta = 0.02
-    fixed = tuning.als_fixed_point(1.0, eta)
+    fixed = point_mass.als_fixed_point(1.0, eta)
     assert fixed == pytest.approx(math.sqrt(2.0 / 1.98))
     for start in (0.5, 3.0):
-        stds = tuning.als_noise_std([1.0], eta, n_sigma=3000, start_std=start)
+        stds = point_mass.als_noise_std([1.0], eta, n_sigma=3000, start_std=start)
         assert stds[-1] == pytest.approx(fixed, rel=1e-12)
     # At many steps per level, ALS ends each level near that level's fixed point.
-    stds = tuning.als_noise_std(SMALL.sigmas(), 0.5, n_sigma=200)
-    np.testing.assert_allclose(stds[199::200], tuning.als_fixed_point(1.0, 0.5) * SMALL.sigmas(), rtol=1e-9)
+    stds = point_mass.als_noise_std(SMALL.sigmas(), 0.5, n_sigma=200)
+    np.testing.assert_allclose(stds[199::200], point_mass.als_fixed_point(1.0, 0.5) * SMALL.sigmas(), rtol=1e-9)
 
 
 def test_cas_recursion_refuses_steps_outside_the_bounds():
     with pytest.raises(ValueError, match="CAS bound"):
-        tuning.cas_noise_std(CIFAR.sigmas(), eta=0.01)
+        point_mass.cas_noise_std(CIFAR.sigmas(), eta=0.01)
 
 
 def test_simulated_samplers_match_the_analytic_std():
     # The library's ALS and CAS with the exact score of a point mass, stopped after levels 0, 4 and 9.
-    curves = tuning.figure1_curves(SMALL, als_step_size=2e-5, als_n_sigmas=(2,), cas_step_size=5e-5, cas_n_sigma=2)
+    curves = point_mass.figure1_curves(SMALL, als_step_size=2e-5, als_n_sigmas=(2,), cas_step_size=5e-5, cas_n_sigma=2)
     for curve in curves:
-        progress, analytic, simulated = tuning.simulate_noise_std(curve, [0, 4, 9], num_samples=512, dim=16)
+        progress, analytic, simulated = point_mass.simulate_noise_std(curve, [0, 4, 9], num_samples=512, dim=16)
         if curve.sampler == "cas":  # the std entering levels 0, 4, 9 of the original grid
             np.testing.assert_array_equal(progress, [0, 4, 9])
             np.testing.assert_allclose(analytic, curve.std[[0, 8, 18]], rtol=1e-12)
@@ -160,15 +157,15 @@ def test_max_pairwise_distance_matches_scipy():
     rng = np.random.default_rng(0)
     batch = rng.uniform(size=(17, 4, 4, 3)).astype(np.float32)
     expected = scipy.spatial.distance.cdist(batch.reshape(17, -1), batch.reshape(17, -1)).max()
-    assert tuning.max_pairwise_distance(batch) == pytest.approx(expected, rel=1e-9)
+    assert schedule_design.max_pairwise_distance(batch) == pytest.approx(expected, rel=1e-9)
 
 
 def test_approximate_sigma_max_keeps_the_running_maximum():
     batches = [np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 0.0], [6.0, 8.0]]), np.zeros((2, 2)),
                np.array([[0.0, 0.0], [30.0, 40.0]])]
-    assert tuning.approximate_sigma_max(iter(batches), num_batches=3) == pytest.approx(10.0)
+    assert schedule_design.approximate_sigma_max(iter(batches), num_batches=3) == pytest.approx(10.0)
     with pytest.raises(ValueError, match="ran out after 4 of 5"):
-        tuning.approximate_sigma_max(iter(batches), num_batches=5)
+        schedule_design.approximate_sigma_max(iter(batches), num_batches=5)
 
 
 # --- the tools -------------------------------------------------------------------------------------

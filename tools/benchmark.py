@@ -34,6 +34,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from asm_tf.sigmas import ladder  # noqa: E402
+
 MODELS = ("ncsnv2", "ncsnv2_deeper", "ncsnv2_deepest", "unet")
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 MATMUL_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -178,7 +180,7 @@ def benchmark(network, *, mode, batch_size, image_size, channels, warmup=2, step
     x = tf.random.uniform((batch_size, image_size, image_size, channels), seed=0)
     seeds = tf.range(batch_size, dtype=tf.int64)
     if mode == "train":
-        sigmas = np.geomspace(50.0, 0.01, 232) if sigmas is None else sigmas
+        sigmas = ladder(50.0, 0.01, 232) if sigmas is None else sigmas
         step, args = make_train_step(network, sigmas), (x, seeds)
     elif mode == "forward":
         step, args = tf.function(lambda x: network(x, training=False)), (x,)
@@ -186,7 +188,7 @@ def benchmark(network, *, mode, batch_size, image_size, channels, warmup=2, step
         from asm_tf.sampling import cas
         from asm_tf.score import ScoreModel
 
-        levels = np.geomspace(50.0, 0.01, cas_levels).astype(np.float32)
+        levels = ladder(50.0, 0.01, cas_levels).astype(np.float32)
         step = tf.function(lambda x, seeds: cas(ScoreModel(network), x, seeds, levels, float(levels[-1]) ** 2))
         args = (x, seeds)
     else:

@@ -1,20 +1,13 @@
 """Per noise level of a digits run: its denoising error against the ideal denoiser's, and whether CAS started
-from a noised test digit brings back a digit of the same class.
+from a noised test digit brings back a digit of the same class (asm_tf/evaluation/level_diagnosis.py).
 
     python tools/diagnose_levels.py --workdir=runs/quickstart --levels=0,5,10,15,20,25,29
 
-For each ladder level k (default: 8 indices spread over the ladder) the test split's digits x are noised as
-x + sigma_k z in model space, z drawn statelessly from seed = the image's index (draw 0, as a sampler's
-initial value), the same z at every level. Then:
-- `mse`: the mean squared error of the run's one-step denoiser (EDS, EMA weights) at sigma_k, in model space;
-  `posterior_mean_mse`: the same for the posterior mean under the run's training split
-  (asm_tf/evaluation/ideal.py), the optimum on the training distribution; it only blends training images,
-  so on test digits a network that generalises beats it at low noise;
-- `returned`: CAS on sigma_k..sigma_L (the run's step size and n_sigma unless --step_size / --n_sigma),
-  then the final denoising step, classified by the bundled digits classifier: the share that keep their
-  label, overall and per class (`returned_per_class`, null for a class without images), and `confident`:
-  the share classified with probability >= 0.9 whatever the class; `confusion`: test labels (rows) against
-  the classes CAS brought them to (columns).
+For each ladder level k (default: 8 indices spread over the ladder) the test digits are noised to sigma_k;
+`mse` is the run's one-step denoising error and `posterior_mean_mse` the training split's posterior mean's,
+`returned` the share of digits that CAS on sigma_k..sigma_L (the run's step size and n_sigma unless
+--step_size / --n_sigma) brings back to their own class, overall and per class, `confident` the share
+classified with probability >= 0.9, `confusion` test labels against the classes CAS brought them to.
 Prints a progress line per level and a table, writes a JSON report and a plot (sigma on a log axis) to
 --output (default WORKDIR/eval/diagnose_levels.png, the JSON beside it).
 """
@@ -23,125 +16,16 @@ import argparse
 import json
 import os
 import sys
-import time
 
-import asm_tf  # noqa: E402,F401  (before TensorFlow: turns oneDNN on)
-import matplotlib  # noqa: E402
+import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
+import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from asm_tf import noise, sampling  # noqa: E402
 from asm_tf import workdir  # noqa: E402
-from asm_tf.data import digits  # noqa: E402
-from asm_tf.evaluation import ideal, modes  # noqa: E402
-
-DEFAULT_NUM_LEVELS = 8
-DIGITS_SHAPE = (digits.IMAGE_SIZE, digits.IMAGE_SIZE, 1)
-
-
-def check_digits(source):
-    """Raises ValueError unless the run trains on the bundled 16x16x1 digits."""
-    shape = tuple(source.example_shape)
-    if source.name != "digits" or shape != DIGITS_SHAPE:
-        raise ValueError(f"diagnose_levels needs the digits data (Experiment.data = @digits(), 16x16x1 images); "
-                         f"this run trains on {source.name!r} examples of shape {shape}")
-
-
-def parse_levels(text, num_levels):
-    """Sorted distinct ladder indices from '0,5,29'; None gives DEFAULT_NUM_LEVELS spread over the ladder."""
-    if text is None:
-        return sorted({int(k) for k in np.round(np.linspace(0, num_levels - 1, DEFAULT_NUM_LEVELS))})
-    try:
-        levels = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise ValueError(f"--levels takes comma-separated ladder indices such as 0,5,29; got {text!r}") from None
-    if not levels or levels[0] < 0 or levels[-1] >= num_levels:
-        raise ValueError(f"--levels must be indices in 0..{num_levels - 1} (the ladder has {num_levels} levels), "
-                         f"got {text!r}")
-    return levels
-
-
-def cas_settings(run_settings, step_size=None, n_sigma=None):
-    """The run's SamplerSettings as CAS, with the step size and n_sigma overridden when given."""
-    return run_settings.as_cas().override(step_size=step_size, n_sigma=n_sigma)
-
-
-def make_cas(score_model, step_size, transform):
-    """A tf.function (noisy, seeds, sub-ladder) -> the final EDS of CAS on that sub-ladder, in data space."""
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *DIGITS_SHAPE], tf.float32), tf.TensorSpec([None], tf.int64),
-                                  tf.TensorSpec([None], tf.float32)])
-    def cas(noisy, seeds, levels):
-        return transform.to_data(sampling.cas(score_model, noisy, seeds, levels, step_size)[1])
-
-    return cas
-
-
-def in_batches(function, batch_size, *arrays):
-    """function(*batch) as numpy, concatenated over batches of the arrays' first axis."""
-    return np.concatenate([function(*(tf.constant(a[begin:begin + batch_size]) for a in arrays)).numpy()
-                           for begin in range(0, len(arrays[0]), batch_size)])
-
-
-def summarise_returns(predicted, confidences, labels):
-    """returned (overall, per class: None without images), confident, the confusion matrix (rows: the test
-    digits' labels, columns: the classes CAS brought them to), and the worst class with its rate and the class
-    its lost digits most often became."""
-    num = modes.NUM_DIGITS
-    confusion = np.bincount(labels * num + predicted, minlength=num * num).reshape(num, num)
-    per_class = [float(np.mean(predicted[labels == c] == c)) if np.any(labels == c) else None for c in range(num)]
-    worst = min((c for c in range(num) if per_class[c] is not None), key=lambda c: per_class[c])
-    became = np.where(np.arange(num) == worst, -1, confusion[worst])
-    return {"returned": float(np.mean(predicted == labels)), "returned_per_class": per_class,
-            "confident": float(np.mean(confidences >= modes.CONFIDENT)), "confusion": confusion.tolist(),
-            "worst_class": worst, "worst_class_returned": per_class[worst],
-            "worst_class_became": int(np.argmax(became)) if per_class[worst] < 1 else None}
-
-
-def diagnose(loaded, *, levels=None, step_size=None, n_sigma=None, max_images=None, batch_size=500):
-    """The report of a digits run (see the module docstring) loaded with workdir.load_run: the ideal denoiser
-    of its training split against its network; `levels` as parse_levels takes them."""
-    source, schedule = loaded.experiment.data, loaded.experiment.schedule
-    check_digits(source)
-    if max_images is not None and max_images < 1:
-        raise ValueError(f"--max_images must be at least 1, got {max_images}")
-    settings = cas_settings(loaded.sampler_settings, step_size, n_sigma)
-    settings.validate(schedule)
-    ladder = schedule.sigmas()
-    levels = parse_levels(levels, len(ladder))
-    grid = settings.sampling_sigmas(schedule).astype(np.float32)
-    split = source.split
-    train = source.transform.to_model(tf.constant(digits.load_digits(split)[0])).numpy()
-    images, labels = digits.load_digits("test")
-    images, labels = images[:max_images], labels[:max_images]
-    clean = source.transform.to_model(tf.constant(images)).numpy()
-    seeds = np.arange(len(images), dtype=np.int64)
-    z = noise.normal(noise.fold(seeds, 0), DIGITS_SHAPE).numpy()
-    cas = make_cas(loaded.score_model, settings.step_size, source.transform)
-    classifier = modes.load_classifier()
-    rows = []
-    for number, k in enumerate(levels, 1):
-        start = time.time()
-        sigma = float(ladder[k])
-        sub_ladder = grid[k * settings.n_sigma:]
-        print(f"level {number}/{len(levels)}: index {k}, sigma {sigma:.4g}, CAS over {len(sub_ladder)} levels "
-              f"from {len(images)} noised test digits ...", flush=True)
-        noisy = (clean + np.float32(sigma) * z).astype(np.float32)
-        denoised = in_batches(lambda x: loaded.score_model.denoise(x, tf.fill([len(x)], sigma)), batch_size, noisy)
-        ideal_denoised = ideal.posterior_mean(noisy, sigma, train)
-        returned = in_batches(lambda x, s: cas(x, s, tf.constant(sub_ladder)), batch_size, noisy, seeds)
-        predicted, confidences = modes.classify_digits(classifier, returned)
-        rows.append({"level": k, "sigma": sigma, "cas_levels": len(sub_ladder),
-                     "mse": float(np.mean(np.square(denoised - clean))),
-                     "posterior_mean_mse": float(np.mean(np.square(ideal_denoised - clean))),
-                     **summarise_returns(predicted, confidences, labels), "seconds": time.time() - start})
-        print(f"    done in {rows[-1]['seconds']:.1f} s", flush=True)
-    return {"checkpoint": loaded.step, "num_images": len(images), "training_split": split,
-            "num_training_images": len(train), "step_size": settings.step_size, "n_sigma": settings.n_sigma,
-            "confident_threshold": modes.CONFIDENT, "levels": rows}
+from asm_tf.evaluation import level_diagnosis, modes  # noqa: E402
 
 
 def print_table(report):
@@ -182,8 +66,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
-    parser.add_argument("--levels", help=f"comma-separated ladder indices (default: {DEFAULT_NUM_LEVELS} spread "
-                                         "over the ladder)")
+    parser.add_argument("--levels", help="comma-separated ladder indices (default: "
+                                         f"{level_diagnosis.DEFAULT_NUM_LEVELS} spread over the ladder)")
     parser.add_argument("--step_size", type=float, help="CAS step size (default: the run's)")
     parser.add_argument("--n_sigma", type=int, help="CAS grid refinement (default: the run's)")
     parser.add_argument("--max_images", type=int, help="use the first N test digits (default: all)")
@@ -192,8 +76,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         loaded = workdir.load_run(args.workdir, args.step)
-        report = diagnose(loaded, levels=args.levels, step_size=args.step_size, n_sigma=args.n_sigma,
-                          max_images=args.max_images, batch_size=args.batch_size)
+        report = level_diagnosis.diagnose(loaded, levels=args.levels, step_size=args.step_size,
+                                          n_sigma=args.n_sigma, max_images=args.max_images,
+                                          batch_size=args.batch_size)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     print_table(report)

@@ -1,7 +1,7 @@
 """The paper's Figure 1: the noise std during idealised sampling with a perfect score
 (docs/algorithm.md#als-lag-and-figure-1).
 
-    python tools/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few ms
+    python tools/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few seconds
     python tools/figure1.py --output figure1.png --simulate # also runs the library's ALS/CAS samplers
 
 The data are a point mass x*, whose perfect score is s*(x, sigma) = -(x - x*) / sigma^2. One ALS step at
@@ -14,7 +14,7 @@ Panel (b): ALS std minus CAS std at the first step of each level.
 Writes the PNG, a CSV of every curve (--csv), and with --simulate a CSV of the measured points.
 
 --simulate runs asm_tf.sampling.als / cas with the exact score, from x ~ sigma_1 N(0, I), stopped after a
-few levels (--checkpoints), and compares the measured std with the analytic one (asm_tf.tuning).
+few levels (--checkpoints), and compares the measured std with the analytic one (asm_tf.point_mass).
 With CAS refined 100 times this takes a minute or two on a CPU.
 """
 
@@ -22,10 +22,57 @@ import argparse
 import os
 import sys
 
+import asm_tf
 
-import numpy as np
+asm_tf.import_tensorflow_quietly()  # asm_tf.sigmas computes the levels with TensorFlow
 
-from asm_tf import sigmas, tuning
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from asm_tf import point_mass, sigmas  # noqa: E402
+
+
+def write_curves_csv(curves, path):
+    """One row per sampler step: curve, sampler, n_sigma, step, progress (levels), sigma, std."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("curve,sampler,n_sigma,step,progress,sigma,std\n")
+        for curve in curves:
+            for step, (progress, sigma, std) in enumerate(zip(curve.progress, curve.sigma, curve.std)):
+                out.write(f"{curve.name},{curve.sampler},{curve.n_sigma},{step},{progress:.6f},{sigma:.9g},{std:.9g}\n")
+
+
+def plot_figure1(curves, path, simulated=None):
+    """Figure 1 as a PNG: (a) std against progress (levels), (b) ALS std minus CAS std at each level.
+
+    `simulated`: optional list of (curve name, progress [K], std [K]) measured by `point_mass.simulate_noise_std`,
+    drawn as markers over the analytic curve of the same name.
+    """
+    cas = next(c for c in curves if c.sampler == "cas")
+    num_levels = len(cas.at_levels())
+    figure = Figure(figsize=(12, 4.5))
+    panel_a, panel_b = figure.subplots(1, 2)
+    colors = {}
+    for curve in curves:
+        style = dict(color="black", linewidth=2.5, zorder=1) if curve.sampler == "cas" else dict(linewidth=1.2)
+        (line,) = panel_a.plot(curve.progress, curve.std, label=curve.name, **style)
+        colors[curve.name] = line.get_color()
+    for name, progress, std in simulated or ():
+        panel_a.plot(progress, std, "o", markersize=4, markerfacecolor="none", color=colors.get(name),
+                     label=f"{name} (simulated)")
+    ticks = [0, num_levels / 4, num_levels / 2, 3 * num_levels / 4, num_levels]
+    panel_a.set(yscale="log", xlabel="sampling progress (noise levels)", ylabel="std of x - x*",
+                title="(a) noise std during sampling, perfect score", xticks=ticks)
+    panel_a.legend(fontsize=8)
+    reference = cas.at_levels()
+    for curve in curves:
+        if curve.sampler == "als":
+            difference = curve.at_levels()[1:] - reference[1:]
+            panel_b.plot(np.arange(1, num_levels), difference, label=curve.name, color=colors[curve.name])
+    panel_b.set(yscale="log", xlabel="noise level index", ylabel="ALS std - CAS std",
+                title="(b) excess noise of ALS over CAS", xticks=ticks)
+    panel_b.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def main(argv=None):
@@ -48,14 +95,14 @@ def main(argv=None):
     stem = os.path.splitext(args.output)[0]
     try:
         schedule = sigmas.NoiseSchedule(args.sigma_begin, args.sigma_end, args.num_levels)
-        curves = tuning.figure1_curves(schedule, args.als_step_size, tuple(args.als_n_sigma),
+        curves = point_mass.figure1_curves(schedule, args.als_step_size, tuple(args.als_n_sigma),
                                        args.cas_step_size, args.cas_n_sigma)
     except ValueError as error:
         parser.error(str(error))
     if args.checkpoints < 2:
         parser.error("--checkpoints must be at least 2")
     csv_path = args.csv or stem + ".csv"
-    tuning.write_curves_csv(curves, csv_path)
+    write_curves_csv(curves, csv_path)
     for curve in curves:
         excess = curve.at_levels() / schedule.sigmas() - 1.0
         print(f"{curve.name:18s} final std {curve.std[-1]:.4g} (sigma_L {args.sigma_end:g}); "
@@ -65,7 +112,8 @@ def main(argv=None):
         levels = np.unique(np.linspace(0, args.num_levels - 1, args.checkpoints).round().astype(int))
         rows = ["curve,progress,analytic_std,simulated_std,relative_difference"]
         for curve in curves:
-            progress, analytic, measured = tuning.simulate_noise_std(curve, levels, args.samples, args.dim, args.seed)
+            progress, analytic, measured = point_mass.simulate_noise_std(curve, levels, args.samples, args.dim,
+                                                                         args.seed)
             simulated.append((curve.name, progress, measured))
             for p, a, m in zip(progress, analytic, measured):
                 rows.append(f"{curve.name},{p:g},{a:.9g},{m:.9g},{m / a - 1:.3e}")
@@ -73,7 +121,7 @@ def main(argv=None):
         with open(stem + "_simulated.csv", "w", encoding="utf-8") as out:
             out.write("\n".join(rows) + "\n")
         print(f"wrote {stem}_simulated.csv")
-    tuning.plot_figure1(curves, args.output, simulated)
+    plot_figure1(curves, args.output, simulated)
     print(f"wrote {args.output} and {csv_path}")
     return 0
 

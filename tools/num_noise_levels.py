@@ -14,7 +14,7 @@ import math
 import sys
 
 
-from asm_tf import tuning
+from asm_tf import schedule_design
 
 
 def main(argv=None):
@@ -29,8 +29,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     dim = args.dim if args.dim is not None else args.image_size**2 * args.channels
     try:
-        ratio = tuning.noise_level_ratio(dim, args.coverage)
-        levels = tuning.num_noise_levels(args.sigma_begin, args.sigma_end, ratio)
+        ratio = schedule_design.noise_level_ratio(dim, args.coverage)
+        levels = schedule_design.num_noise_levels(args.sigma_begin, args.sigma_end, ratio)
     except ValueError as error:
         parser.error(str(error))
     rounded = math.ceil(levels)

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gin  # noqa: E402
 
-from asm_tf import configuration, tuning  # noqa: E402
+from asm_tf import configuration, schedule_design  # noqa: E402
 
 
 def data_source(source_name):
@@ -59,7 +59,7 @@ def main(argv=None):
                 raise ValueError(f"data source {source.name!r} does not know its size: give --num_batches")
             num_batches = math.ceil(source.num_examples / args.batch_size)
         batches = source.make_dataset(args.batch_size, args.seed).as_numpy_iterator()
-        largest = tuning.approximate_sigma_max(batches, num_batches, progress=not args.no_progress)
+        largest = schedule_design.approximate_sigma_max(batches, num_batches, progress=not args.no_progress)
     except ValueError as error:
         parser.error(str(error))
     print(f"largest pairwise distance in {num_batches} batches of {args.batch_size} from {source.name!r}: "

@@ -21,8 +21,11 @@ Exits with status 1 when --step_size is outside the CAS bounds of some n_sigma.
 import argparse
 import sys
 
+import asm_tf
 
-from asm_tf import configuration, sigmas, tuning
+asm_tf.import_tensorflow_quietly()  # asm_tf.sigmas computes the levels with TensorFlow
+
+from asm_tf import configuration, sigmas  # noqa: E402
 
 
 def add_schedule_flags(parser):
@@ -65,7 +68,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         schedule = schedule_from_flags(args)
-        reports = [tuning.step_size_report(schedule, args.sampler, n, args.step_size) for n in args.n_sigma]
+        reports = [sigmas.step_size_report(schedule, args.sampler, n, args.step_size) for n in args.n_sigma]
         extrapolated = [sigmas.extrapolate_step_size(args.tuned_step_size, sampler=args.sampler,
                                                      n_from=args.tuned_n_sigma, n_to=n, sigma_end=schedule.sigma_end)
                         for n in args.n_sigma] if args.tuned_step_size is not None else None

@@ -88,19 +88,22 @@ def trajectory_picture(trajectory, kind, levels):
                            for plot in plots], axis=1)
 
 
+def stored(batch, kind):
+    """A batch as the npz files keep it: uint8 images (as their PNGs) or float points."""
+    return summaries.to_uint8(batch).numpy() if kind == "image" else np.asarray(batch)
+
+
 def save_trajectory(output_dir, trajectory, kind, levels):
     """trajectory.npz (uint8 images or float points [N, T, ...], the snapshots' sigmas) and trajectory.png."""
-    convert = summaries.to_uint8 if kind == "image" else np.asarray
-    storage.write_npz(os.path.join(output_dir, "trajectory.npz"), trajectory=convert(trajectory),
+    storage.write_npz(os.path.join(output_dir, "trajectory.npz"), trajectory=stored(trajectory, kind),
                       sigmas=np.asarray(levels, np.float64))
     summaries.save_png(trajectory_picture(trajectory, kind, levels), os.path.join(output_dir, "trajectory.png"))
 
 
 def save_samples(output_dir, final, denoised, seeds, kind):
     """samples.npz (uint8 images or float points, with the seeds) and one PNG per output."""
-    convert = summaries.to_uint8 if kind == "image" else np.asarray
-    storage.write_npz(os.path.join(output_dir, "samples.npz"), final=convert(final), denoised=convert(denoised),
-                      seeds=np.asarray(seeds, np.int64))
+    storage.write_npz(os.path.join(output_dir, "samples.npz"), final=stored(final, kind),
+                      denoised=stored(denoised, kind), seeds=np.asarray(seeds, np.int64))
     for name, batch in (("final", final), ("denoised", denoised)):
         summaries.save_png(summaries.picture(batch, kind, title=name), os.path.join(output_dir, f"{name}.png"))
 
@@ -109,7 +112,7 @@ def save_png_dir(output_dir, final, denoised, seeds):
     """final/ and denoised/ folders holding one PNG per image, named by its seed (000123.png)."""
     for name, batch in (("final", final), ("denoised", denoised)):
         folder = os.path.join(output_dir, name)
-        for seed, image in zip(seeds, summaries.to_uint8(batch)):
+        for seed, image in zip(seeds, summaries.to_uint8(batch).numpy()):
             summaries.save_png(image, os.path.join(folder, f"{seed:06d}.png"))
 
 

@@ -188,7 +188,7 @@ def to_uint8(images):
     if not np.all(finite):
         warnings.warn(f"{np.size(images) - np.count_nonzero(finite)} non-finite pixel values were set to 0")
         images = np.where(finite, images, 0.0)
-    return summaries.to_uint8(images)
+    return summaries.to_uint8(images).numpy()
 
 
 @dataclasses.dataclass(frozen=True)
