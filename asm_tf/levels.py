@@ -37,12 +37,17 @@ def refined(schedule, n_sigma=1):
     return ladder(schedule.sigma_begin, schedule.sigma_end, count, schedule.spacing)
 
 
+def spread_indices(num_levels, count):
+    """`count` evenly spaced indices of `num_levels` levels, round(linspace(0, L - 1, count)) (int32; repeated
+    when count > L), from the first level to the last."""
+    last = tf.cast(num_levels - 1, tf.float64)
+    return tf.cast(tf.round(tf.linspace(tf.constant(0.0, tf.float64), last, count)), tf.int32)
+
+
 def subsampled(ladder, count):
-    """`count` levels of a trained ladder at the evenly spaced indices round(linspace(0, L - 1, count))."""
+    """`count` levels of a trained ladder at its `spread_indices`."""
     ladder = tf.convert_to_tensor(ladder, tf.float64)
-    last = tf.cast(tf.shape(ladder)[0] - 1, tf.float64)
-    indices = tf.cast(tf.round(tf.linspace(tf.constant(0.0, tf.float64), last, count)), tf.int32)
-    return tf.gather(ladder, indices)
+    return tf.gather(ladder, spread_indices(tf.shape(ladder)[0], count))
 
 
 def rho_spaced(first, last, count, rho):

@@ -29,6 +29,7 @@ asm_tf.import_tensorflow_quietly()  # asm_tf.sigmas computes the levels with Ten
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from asm_tf import levels as levels_lib  # noqa: E402
 from asm_tf import point_mass, sigmas  # noqa: E402
 
 
@@ -109,7 +110,7 @@ def main(argv=None):
               f"std / sigma - 1 at the levels: max {excess.max():.3g}, min {excess.min():.3g}")
     simulated = []
     if args.simulate:
-        levels = np.unique(np.linspace(0, args.num_levels - 1, args.checkpoints).round().astype(int))
+        levels = np.unique(levels_lib.spread_indices(args.num_levels, args.checkpoints).numpy())
         rows = ["curve,progress,analytic_std,simulated_std,relative_difference"]
         for curve in curves:
             progress, analytic, measured = point_mass.simulate_noise_std(curve, levels, args.samples, args.dim,

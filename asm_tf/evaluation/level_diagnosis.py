@@ -20,6 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from asm_tf import levels as levels_lib
 from asm_tf import noise, sampling
 from asm_tf.data import digits
 from asm_tf.evaluation import ideal, modes
@@ -39,7 +40,7 @@ def check_digits(source):
 def parse_levels(text, num_levels):
     """Sorted distinct ladder indices from '0,5,29'; None gives DEFAULT_NUM_LEVELS spread over the ladder."""
     if text is None:
-        return sorted({int(k) for k in np.round(np.linspace(0, num_levels - 1, DEFAULT_NUM_LEVELS))})
+        return sorted(set(levels_lib.spread_indices(num_levels, DEFAULT_NUM_LEVELS).numpy().tolist()))
     try:
         levels = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
