@@ -32,6 +32,8 @@ import time
 import numpy as np
 from matplotlib.figure import Figure
 
+from asm_tf import storage
+from asm_tf import workdir as workdir_lib
 from asm_tf.cli.common import UserError, parse_seeds
 from asm_tf.evaluation.sweep import parse_step_sizes, report_path
 
@@ -81,13 +83,7 @@ class Run:
     steps: int
 
     def finished(self):
-        return os.path.exists(os.path.join(self.workdir, "checkpoints", f"ckpt-{self.steps}.index"))
-
-
-def write_json(path, content):
-    with open(path + ".tmp", "w") as f:
-        json.dump(content, f, indent=1, sort_keys=True)
-    os.replace(path + ".tmp", path)
+        return os.path.exists(workdir_lib.checkpoint_path(self.workdir, self.steps) + ".index")
 
 
 def make_plan(args):
@@ -112,7 +108,7 @@ def make_plan(args):
     steps = {key: max(STEP_MULTIPLE, int(round(rate * args.budget_seconds / STEP_MULTIPLE)) * STEP_MULTIPLE)
              for key, rate in rates.items()}
     plan = {"identity": identity, "steps_per_second": rates, "steps": steps}
-    write_json(path, plan)
+    storage.write_json(path, plan)
     log(f"plan: {steps} (steps per second {rates})")
     return plan
 

@@ -82,7 +82,7 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     print_table(report)
-    output = args.output or os.path.join(args.workdir, "eval", "diagnose_levels.png")
+    output = args.output or workdir.eval_directory(args.workdir, "diagnose_levels.png")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     plot(report, output)
     json_path = os.path.splitext(output)[0] + ".json"
