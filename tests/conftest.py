@@ -231,8 +231,9 @@ def no_gin_bindings_left_behind():
 # graphs of its trainers and samplers capture their resource handles, and TensorFlow's function tables keep those
 # graphs (clearing the default graph and collecting garbage frees none of them). Interpreter teardown then
 # destroys the iterators one by one, and each destructor waits for its autotuning thread to wake from a sleep that
-# tf.data doubles up to 60 s: measured 100-200 s after the last test of test_training.py alone. Once pytest has
-# reported everything, the process therefore ends without that teardown (see `_exit_without_teardown`).
+# tf.data doubles up to 60 s: measured 100-140 s after the last test of test_training.py alone (-n 0), 200 s with
+# test_faults.py. Once pytest has reported everything, the process therefore ends without that teardown (see
+# `_exit_without_teardown`).
 _session_status = []
 
 
@@ -243,9 +244,9 @@ def pytest_sessionfinish(session):
 
 def _exit_without_teardown():
     """The last exit handler: after the others have run, ends the process with pytest's exit status, skipping
-    interpreter and TensorFlow teardown (it frees only memory and threads of this ending process). Reports and
-    output are written and flushed by then; logging is shut down here because its own exit handler, registered
-    before this one, would run after it."""
+    interpreter and TensorFlow teardown (object destructors and module clean-up of this ending process; the tests'
+    files are closed by their own code, and pytest has written its reports). Exit handlers registered after this one
+    (TensorFlow's, absl's, the tests') have run; logging's, registered before it, is called here."""
     if not _session_status:  # pytest did not get as far as a session: exit as usual
         return
     logging.shutdown()
