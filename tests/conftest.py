@@ -1,7 +1,12 @@
 """Test set-up: two logical CPU devices so that MirroredStrategy runs with two replicas."""
 
+import atexit
+import fcntl
+import logging
 import os
+import shutil
 import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,6 +26,51 @@ from asm_tf import configuration, workdir as workdir_lib  # noqa: E402
 from asm_tf.experiment import Experiment  # noqa: E402
 from asm_tf.losses import dsm_loss  # noqa: E402
 from asm_tf.score import ScoreModel  # noqa: E402
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A tiny 2-D run: 20 steps, checkpoints at 10 and 20, a preview at 20.
+TOY_RUN_ARGS = ["--gin_file", os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin"),
+                "--gin_bindings", "Trainer.num_steps = 20", "--gin_bindings", "Trainer.steps_per_call = 10",
+                "--gin_bindings", "Trainer.log_every = 10", "--gin_bindings", "Trainer.checkpoint_every = 10",
+                "--gin_bindings", "Trainer.sample_every = 20", "--gin_bindings", "Trainer.num_preview = 64",
+                "--gin_bindings", "ToyMLP.hidden = 16", "--gin_bindings", "toy2d.pool_size = 1024",
+                "--strategy", "default"]
+
+
+def run_cli(module, *args, cwd=REPO, timeout=300):
+    """Runs `python -m asm_tf.cli.MODULE ARGS` in a subprocess (TensorFlow's C++ start-up lines off)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", f"asm_tf.cli.{module}", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def trained_toy_run(tmp_path_factory):
+    """(workdir, asm-train's stdout) of TOY_RUN_ARGS, trained once per test session by an asm-train subprocess.
+
+    The run is shared by the xdist workers (in the directory above each worker's base temporary directory,
+    under a file lock), so read it only: the `toy_run` fixture gives each test module a copy of its own."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    workdir, stdout = root / "shared_toy_run", root / "shared_toy_run.stdout"
+    with open(root / "shared_toy_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stdout.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a partial run of a worker that failed
+            result = run_cli("train", *TOY_RUN_ARGS, "--workdir", str(workdir))
+            assert result.returncode == 0, result.stderr[-3000:]
+            stdout.write_text(result.stdout)
+    return str(workdir), stdout.read_text()
+
+
+@pytest.fixture(scope="module")
+def toy_run(trained_toy_run, tmp_path_factory):
+    """This test module's own copy of the shared tiny 2-D run (tests may write evaluations into it)."""
+    path = str(tmp_path_factory.mktemp("toy") / "run")
+    shutil.copytree(trained_toy_run[0], path)
+    return path
 
 
 def write_untrained_run(workdir, config, step, seed):
@@ -175,3 +225,37 @@ def no_gin_bindings_left_behind():
     SamplerSettings) must not pick up the bindings that an earlier test parsed."""
     yield
     gin.clear_config()
+
+
+# The exit tail. A worker that has trained has tf.data iterators that live to the end of the process: the tf.function
+# graphs of its trainers and samplers capture their resource handles, and TensorFlow's function tables keep those
+# graphs (clearing the default graph and collecting garbage frees none of them). Interpreter teardown then
+# destroys the iterators one by one, and each destructor waits for its autotuning thread to wake from a sleep that
+# tf.data doubles up to 60 s: measured 100-140 s after the last test of test_training.py alone (-n 0), 200 s with
+# test_faults.py. Once pytest has reported everything, the process therefore ends without that teardown (see
+# `_exit_without_teardown`).
+_session_status = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    _session_status.append(int(session.exitstatus))
+
+
+def _exit_without_teardown():
+    """The last exit handler: after the others have run, ends the process with pytest's exit status, skipping
+    interpreter and TensorFlow teardown (object destructors and module clean-up of this ending process; the tests'
+    files are closed by their own code, and pytest has written its reports). Exit handlers registered after this one
+    (TensorFlow's, absl's, the tests') have run; logging's, registered before it, is called here."""
+    if not _session_status:  # pytest did not get as far as a session: exit as usual
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+    os._exit(_session_status[-1])
+
+
+atexit.register(_exit_without_teardown)  # registered early: atexit runs handlers last-registered first

@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,20 +12,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from asm_tf import configuration
 from asm_tf.cli import common
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--gin_file", os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin"),
-        "--gin_bindings", "Trainer.num_steps = 20", "--gin_bindings", "Trainer.steps_per_call = 10",
-        "--gin_bindings", "Trainer.log_every = 10", "--gin_bindings", "Trainer.checkpoint_every = 10",
-        "--gin_bindings", "Trainer.sample_every = 20", "--gin_bindings", "Trainer.num_preview = 64",
-        "--gin_bindings", "ToyMLP.hidden = 16", "--gin_bindings", "toy2d.pool_size = 1024",
-        "--strategy", "default"]
-
-
-def run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", f"asm_tf.cli.{module}", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+from conftest import TOY_RUN_ARGS as TINY
+from conftest import run_cli as run
 
 
 def error_line(result):
@@ -38,12 +24,10 @@ def error_line(result):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("run"))
-    result = run("train", *TINY, "--workdir", path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "step 20/20" in result.stdout
-    return path
+def workdir(trained_toy_run, toy_run):
+    """The tiny run trained by an asm-train subprocess (TINY), copied for this module."""
+    assert "step 20/20" in trained_toy_run[1]
+    return toy_run
 
 
 def test_train_writes_checkpoints_config_and_events(workdir):

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import TENSORS, Even
 from asm_tf.data import digits
 from asm_tf.data import toy2d as toy_data
 from asm_tf.evaluation import fid, modes, sweep, toy2d
+from conftest import run_cli
 
 SETTINGS = {"sampler": "cas", "n_sigma": 1, "num_samples": 300, "seeds": "0-299"}
 REAL = toy_data.sample("8gaussians", 300, 0)
@@ -209,34 +208,12 @@ def test_format_seeds():
 # ---------------------------------------------------------------------------------------------------------------
 # asm-eval end to end (subprocesses)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_TOY_RUN = ["--gin_file", os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin"),
-                "--gin_bindings", "Trainer.num_steps = 20", "--gin_bindings", "Trainer.steps_per_call = 10",
-                "--gin_bindings", "Trainer.log_every = 10", "--gin_bindings", "Trainer.checkpoint_every = 10",
-                "--gin_bindings", "Trainer.sample_every = 20", "--gin_bindings", "Trainer.num_preview = 64",
-                "--gin_bindings", "ToyMLP.hidden = 16", "--gin_bindings", "toy2d.pool_size = 1024",
-                "--strategy", "default"]
-
-
-def _cli(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", f"asm_tf.cli.{module}", *args], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=REPO)
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("toy") / "run")
-    trained = _cli("train", *TINY_TOY_RUN, "--workdir", workdir)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    return workdir
-
 
 def test_asm_eval_sweeps_a_checkpoint_range(toy_run):
     workdir = toy_run
     args = ["--workdir", workdir, "--checkpoints", "10-20", "--step_sizes", "1e-5,2e-5,0.5", "--num_samples", "50",
             "--num_real", "200"]
-    first = _cli("evaluate", *args)
+    first = run_cli("evaluate", *args)
     assert first.returncode == 0, first.stderr[-3000:]
     output_dir = os.path.join(workdir, "eval", "toy2d_cas_n10_N50")
     assert sorted(os.listdir(output_dir)) == [
@@ -254,28 +231,30 @@ def test_asm_eval_sweeps_a_checkpoint_range(toy_run):
 
 def test_asm_eval_of_stored_samples_equals_the_sweep_entry_that_draws_them(toy_run, tmp_path):
     samples_dir, output_dir = str(tmp_path / "samples"), str(tmp_path / "eval")
-    sampled = _cli("sample", "--workdir", toy_run, "--checkpoint", "10", "--seeds", "0-59", "--output_dir", samples_dir)
+    sampled = run_cli("sample", "--workdir", toy_run, "--checkpoint", "10", "--seeds", "0-59",
+                      "--output_dir", samples_dir)
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     common = ["--workdir", toy_run, "--num_real", "200"]
-    stored = _cli("evaluate", *common, "--samples", samples_dir, "--output_dir", output_dir)
+    stored = run_cli("evaluate", *common, "--samples", samples_dir, "--output_dir", output_dir)
     assert stored.returncode == 0, stored.stderr[-3000:]
-    drawn = _cli("evaluate", *common, "--checkpoints", "10", "--num_samples", "60",
-                 "--output_dir", str(tmp_path / "drawn"))
+    drawn = run_cli("evaluate", *common, "--checkpoints", "10", "--num_samples", "60",
+                    "--output_dir", str(tmp_path / "drawn"))
     assert drawn.returncode == 0, drawn.stderr[-3000:]
     report = json.loads(open(os.path.join(output_dir, "ckpt10_eps2e-05.json")).read())
     expected = json.loads(open(str(tmp_path / "drawn" / "ckpt10_eps2e-05.json")).read())
     assert report.pop("seconds") >= 0 and expected.pop("seconds") >= 0
     assert report == expected and report["seeds"] == "0-59" and report["n_sigma"] == 10
-    refused = _cli("evaluate", *common, "--samples", samples_dir, "--checkpoints", "20")
+    refused = run_cli("evaluate", *common, "--samples", samples_dir, "--checkpoints", "20")
     assert refused.returncode == 2 and "--checkpoints would need new ones" in refused.stderr
-    missing = _cli("evaluate", *common, "--samples", str(tmp_path))
+    missing = run_cli("evaluate", *common, "--samples", str(tmp_path))
     assert missing.returncode == 2 and "not an asm-sample output directory" in missing.stderr
 
 
 def test_asm_eval_applies_gin_bindings_on_top_of_the_saved_config(toy_run, tmp_path):
     config = open(os.path.join(toy_run, "config.gin")).read()
-    result = _cli("evaluate", "--workdir", toy_run, "--checkpoints", "10", "--num_samples", "20", "--num_real", "100",
-                  "--gin_bindings", "SamplerSettings.n_sigma = 2", "--output_dir", str(tmp_path / "eval"))
+    result = run_cli("evaluate", "--workdir", toy_run, "--checkpoints", "10", "--num_samples", "20",
+                     "--num_real", "100", "--gin_bindings", "SamplerSettings.n_sigma = 2",
+                     "--output_dir", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "eval" / "ckpt10_eps2e-05.json").read_text())["n_sigma"] == 2  # the run's is 10
     assert open(os.path.join(toy_run, "config.gin")).read() == config
@@ -285,7 +264,7 @@ def test_asm_eval_stats_of_the_digits_with_a_configured_extractor(fake_extractor
     workdir = tmp_path / "digits_run"
     workdir.mkdir()
     (workdir / "config.gin").write_text("Experiment.data = @digits()\nExperiment.score_network = @ToyMLP\n")
-    result = _cli("evaluate", "--workdir", str(workdir), "--mode", "stats", "--inception_path", fake_extractor_dir)
+    result = run_cli("evaluate", "--workdir", str(workdir), "--mode", "stats", "--inception_path", fake_extractor_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     written = fid.FeatureStatistics.load(str(workdir / "eval" / "reference_stats.npz"))
     train_images, _ = digits.load_digits("train")
