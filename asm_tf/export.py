@@ -172,7 +172,7 @@ class Signatures:
             return self._draw(seeds, tf.cast(levels, tf.float32), step_size, denoise, "als", n_sigma)
 
     def _levels(self, sampler, num_steps, spacing, rho):
-        """(checks, float32 levels) of `sampler` for request inputs, as sampling.SamplerSettings.sampling_sigmas."""
+        """(checks, float64 levels) of `sampler` for request inputs, as sampling.SamplerSettings.sampling_sigmas."""
         num_levels = self._schedule.num_levels
         is_rho = tf.equal(spacing, "rho")
         checks = [
@@ -186,10 +186,11 @@ class Signatures:
                    "rho must be a positive number, got {}", rho)]
         with tf.control_dependencies(checks):
             levels = levels_lib.sampler_levels(self._schedule, sampler, num_steps=num_steps, spacing=spacing, rho=rho)
-        return checks, tf.cast(levels, tf.float32)
+        return checks, levels
 
     def _sample_ode(self, seeds, num_steps, spacing, rho, second_order, churn, eta, denoise):
         checks, levels = self._levels("euler", num_steps, spacing, rho)  # Heun walks the same levels
+        levels = tf.cast(levels, tf.float32)
         checks += self._check_count(tf.size(seeds), "seed") + [
             _check(tf.logical_and(churn >= 0.0, tf.math.is_finite(churn)), "churn must be at least 0, got {}", churn),
             _check(tf.logical_and(eta >= 0.0, eta <= 1.0), "eta must lie in [0, 1], got {}", eta),
@@ -202,10 +203,9 @@ class Signatures:
         return self._outputs(self._source.transform.to_data(tf.where(denoise, denoised, final)))
 
     def _sample_cas_levels(self, seeds, num_steps, spacing, rho, step_size, denoise):
-        checks, levels = self._levels("cas", num_steps, spacing, rho)
+        checks, grid = self._levels("cas", num_steps, spacing, rho)
         with tf.control_dependencies(checks):
-            grid = tf.cast(levels, tf.float64)
-        return self._cas_on(seeds, grid, step_size, denoise, "{} levels", num_steps)
+            return self._cas_on(seeds, grid, step_size, denoise, "{} levels", num_steps)
 
     def _denoise(self, noisy, sigma):
         checks, noisy = self._check_examples(noisy, f"noisy_{self._name}")
