@@ -141,6 +141,7 @@ def simulate_noise_std(curve, checkpoints, num_samples=256, dim=64, seed=0):
         else:
             progress.append(level + 1)
             simulated.append(std)
-            entering = als_noise_std(levels[:last + 1], eta, curve.n_sigma)[-1]
-            analytic.append(math.sqrt((1.0 - eta) ** 2 * entering**2 + 2.0 * eta * float(levels[last]) ** 2))
+            # the std entering level last + 1 depends only on the levels before it: a placeholder stands for it
+            stds = als_noise_std(np.append(levels[:last + 1], np.nan), eta, curve.n_sigma)
+            analytic.append(float(stds[(last + 1) * curve.n_sigma]))
     return np.array(progress, np.float64), np.array(analytic), np.array(simulated)

@@ -159,7 +159,11 @@ def load_run(workdir, step=None, bindings=(), log=print):
     """The run's configuration (`bindings` on top) and its EMA score network restored from the checkpoint of
     `step`, or from the newest readable one (a newer unreadable one is reported through `log`); see
     `read_checkpoint`."""
-    run = read_run_config(workdir, bindings)
+    return restore(read_run_config(workdir, bindings), workdir, step, log)
+
+
+def restore(run, workdir, step=None, log=print):
+    """`run` (a RunConfig read from `workdir`) with its EMA score network restored as `load_run` does."""
     candidate_paths(workdir, step)  # a missing checkpoint is reported before the network is built
     network = run.experiment.build_score_network()
     saved_step = tf.Variable(0, dtype=tf.int64)

@@ -3,8 +3,6 @@ blur yardsticks on real digits, and asm-eval --metric=fdd."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import scipy.linalg
 
 from asm_tf.data import digits
 from asm_tf.evaluation import digit_quality, feature_metrics, modes
+from conftest import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,10 +136,7 @@ def test_asm_eval_fdd_of_stored_samples_reports_the_floor(tmp_path):
     np.savez(samples / "samples.npz", final=final, denoised=denoised, seeds=np.arange(120))
     (samples / "settings.json").write_text(json.dumps({"sampler": "cas", "n_sigma": 1, "step_size": 1e-4,
                                                        "step": 7}))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-m", "asm_tf.cli.evaluate", "--workdir", str(workdir),
-                             "--metric", "fdd", "--samples", str(samples)],
-                            capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    result = run_cli("evaluate", "--workdir", str(workdir), "--metric", "fdd", "--samples", str(samples))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "fdd_floor" in result.stdout and "blur_equivalent_px" in result.stdout
     report = json.loads((workdir / "eval" / "fdd_cas_n1_N120" / "ckpt7_eps0.0001.json").read_text())

@@ -18,7 +18,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from asm_tf import export, sampling, sigmas
 from asm_tf import workdir as workdir_lib
-from conftest import write_untrained_run
+from conftest import run_cli, write_untrained_run
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.score import ScoreModel
@@ -188,10 +188,8 @@ def workdir(tmp_path_factory):
 def exported(workdir, tmp_path_factory):
     """asm-export once, then every call of CALLS and INVALID in one fresh TensorFlow-only process."""
     export_dir = str(tmp_path_factory.mktemp("exports"))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, "-m", "asm_tf.cli.export", "--workdir", workdir, "--export_dir", export_dir,
-         "--max_images", str(MAX_IMAGES)], capture_output=True, text=True, env=env, timeout=600)
+    result = run_cli("export", "--workdir", workdir, "--export_dir", export_dir, "--max_images", str(MAX_IMAGES),
+                     timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     path = os.path.join(export_dir, "tiny", "1")
     assert f"wrote {path}" in result.stdout
@@ -201,7 +199,7 @@ def exported(workdir, tmp_path_factory):
         json.dump(calls, f)
     out = os.path.join(export_dir, "out.npz")
     result = subprocess.run([sys.executable, "-c", FRESH, path, calls_file, out], capture_output=True, text=True,
-                            env=env, timeout=600)
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     arrays = dict(np.load(out))
     errors = json.load(open(out + ".errors.json"))
@@ -361,9 +359,7 @@ def test_an_export_that_cannot_be_written_stops_naming_it_and_keeps_every_versio
         storage_faults.fill(export_dir)
     else:
         storage_faults.read_only(export_dir / "tiny")
-    result = subprocess.run([sys.executable, "-m", "asm_tf.cli.export", "--workdir", workdir, "--export_dir",
-                             str(export_dir)], capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = run_cli("export", "--workdir", workdir, "--export_dir", str(export_dir), timeout=600)
     reason = "No space left on device" if fault == "full" else "Read-only file system"
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (f"asm-export: error: cannot write export {export_dir}/tiny/2 "
@@ -398,10 +394,8 @@ def test_a_point_run_exports_points(tmp_path, data_std):
 
 def test_export_applies_gin_bindings_on_top_of_the_saved_config(workdir, tmp_path):
     config = open(os.path.join(workdir, "config.gin")).read()
-    result = subprocess.run(
-        [sys.executable, "-m", "asm_tf.cli.export", "--workdir", workdir, "--export_dir", str(tmp_path),
-         "--gin_bindings", "SamplerSettings.step_size = 0.5"], capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = run_cli("export", "--workdir", workdir, "--export_dir", str(tmp_path), "--gin_bindings",
+                     "SamplerSettings.step_size = 0.5")
     errors = [line for line in result.stderr.splitlines() if line.startswith("asm-export: error:")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
     assert "step size 0.5" in errors[0] and "strictly between" in errors[0]  # the bound one, not the run's 0.002

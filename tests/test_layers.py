@@ -107,6 +107,44 @@ def test_conv_padding_dilation_and_default_init():
     np.testing.assert_allclose(conv(x).numpy(), expected.numpy(), atol=1e-5)
 
 
+def _filter_gradient_formats(function):
+    """The data formats of the filter-gradient convolutions in a tf.function's graph and its functions."""
+    graph = function.get_concrete_function().graph.as_graph_def()
+    nodes = [*graph.node, *(node for library in graph.library.function for node in library.node_def)]
+    return [node.attr["data_format"].s.decode() for node in nodes if node.op == "Conv2DBackpropFilter"]
+
+
+def _conv_gradients(convolve, x, kernel, strides=1, padding="SAME"):
+    """d/d(x, kernel) of sum(conv(x, kernel)^2) / 2."""
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        loss = tf.reduce_sum(tf.square(tf.cast(convolve(x, kernel, strides, padding), tf.float32))) / 2
+    return tape.gradient(loss, [x, kernel])
+
+
+@pytest.mark.parametrize("size, channels, kernel_size, strides, padding",
+                         [(8, (3, 5), 3, 1, "SAME"), (9, (4, 6), 3, 2, "VALID"), (11, (4, 6), 3, 2, "SAME"),
+                          (8, (5, 2), 1, 1, "SAME")])
+def test_conv2d_gradients_equal_tensorflows(size, channels, kernel_size, strides, padding):
+    rng = _rng()
+    x = tf.constant(rng.normal(size=(2, size, size + 1, channels[0])), tf.float32)
+    kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, *channels)), tf.float32)
+    own = tf.function(lambda: _conv_gradients(layers.conv2d, x, kernel, strides, padding))
+    for got, expected in zip(own(), _conv_gradients(tf.nn.conv2d, x, kernel, strides, padding)):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4, rtol=1e-5)
+    # the suite runs with oneDNN on (asm_tf is imported first), so the filter gradient takes the NCHW kernel
+    assert layers.nchw_filter_gradient_available() and _filter_gradient_formats(own) == ["NCHW"]
+
+
+@pytest.mark.parametrize("shape, dtype", [([1, 8, 8, 2], tf.bfloat16), ([2, 7, 9, 2], tf.float32)])
+def test_conv2d_keeps_tensorflows_gradient_for_other_types_and_small_images(shape, dtype):
+    x, kernel = tf.ones(shape, dtype), tf.ones([3, 3, 2, 2], dtype)
+    own = tf.function(lambda: _conv_gradients(layers.conv2d, x, kernel))
+    for got, expected in zip(own(), _conv_gradients(tf.nn.conv2d, x, kernel)):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    assert _filter_gradient_formats(own) == ["NHWC"]
+
+
 def test_dilated_conv_matches_tf_and_has_gradients():
     rng = _rng()
     for size, dilation in [(8, 2), (7, 2), (6, 4)]:

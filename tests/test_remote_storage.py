@@ -8,8 +8,6 @@ in-process ram:// file system, which no local folder can stand in for.
 import io
 import json
 import os
-import subprocess
-import sys
 
 import gin
 import numpy as np
@@ -18,6 +16,7 @@ import tensorflow as tf
 
 from asm_tf import configuration, export, sampling, storage, summaries, training, workdir as workdir_lib
 from asm_tf.evaluation import sweep
+from conftest import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin")
@@ -27,9 +26,7 @@ BINDINGS = ["Trainer.num_steps = 20", "Trainer.steps_per_call = 10", "Trainer.lo
 
 
 def command(cwd, name, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-m", f"asm_tf.cli.{name}", *args], capture_output=True, text=True,
-                            env=env, cwd=cwd, timeout=300)
+    result = run_cli(name, *args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

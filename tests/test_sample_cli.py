@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import gin
 import numpy as np
@@ -16,13 +14,12 @@ from asm_tf import sampling, sigmas
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.score import ScoreModel
+from conftest import run_cli
 from test_export import write_run
 
 
 def sample_cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "asm_tf.cli.sample", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return run_cli("sample", *args)
 
 
 @pytest.fixture(scope="module")

@@ -126,11 +126,11 @@ def build_metric(name, source):
                             batch_size=FLAGS.feature_batch_size)
 
 
-def checkpoint_loader(settings, seeds, loaded_runs=None):
-    """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep (`loaded_runs`: {step:
-    LoadedRun} already loaded)."""
+def checkpoint_loader(run, settings, seeds, loaded_runs):
+    """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep, restoring `run`'s
+    checkpoints (`loaded_runs`: {step: LoadedRun} already restored)."""
     def load_checkpoint(step):
-        loaded = (loaded_runs or {}).get(step) or workdir.load_run(FLAGS.workdir, step, FLAGS.gin_bindings)
+        loaded = loaded_runs.get(step) or workdir.restore(run, FLAGS.workdir, step)
 
         def sample(step_size):
             step_settings = dataclasses.replace(settings, step_size=step_size)
@@ -192,8 +192,7 @@ def run_sweep_mode():
     settings = [sampler_settings(run, count) for count in counts]  # bad settings fail before the slow part
     loaded_runs = {}
     if FLAGS.checkpoints == "latest":  # the newest readable one: a damaged newer one is reported and passed over
-        loaded = workdir.load_run(FLAGS.workdir, bindings=FLAGS.gin_bindings,
-                                  log=lambda message: print(message, flush=True))
+        loaded = workdir.restore(run, FLAGS.workdir, log=lambda message: print(message, flush=True))
         loaded_runs[loaded.step] = loaded
         checkpoints = [loaded.step]
     else:
@@ -203,7 +202,7 @@ def run_sweep_mode():
         step_sizes = sweep.parse_step_sizes(FLAGS.step_sizes) if FLAGS.step_sizes else [chosen.step_size]
         dataclasses.replace(chosen, step_size=step_sizes[0]).validate(schedule)  # before any sampling
         run_and_report(run=run, settings=chosen, seeds=seeds, checkpoints=checkpoints, step_sizes=step_sizes,
-                       load_checkpoint=checkpoint_loader(chosen, seeds, loaded_runs))
+                       load_checkpoint=checkpoint_loader(run, chosen, seeds, loaded_runs))
 
 
 SAMPLING_FLAGS = ("checkpoints", "step_sizes", "num_samples", "seeds", "num_steps", *common.SAMPLER_FLAGS)

@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from asm_tf.models.initializers import torch_default_bias
+from asm_tf.models.layers import conv2d
 from asm_tf.models.mlp import ToyMLP
 
 SN_EPS = 1e-12
@@ -106,7 +107,7 @@ class SNConv2D(_SpectralNormLayer):
         self._add_weights((self.kernel_size, self.kernel_size, input_shape[-1], self.units))
 
     def call(self, x, training=False):
-        return self._add_bias(ops.conv(x, self.normalized_kernel(training), strides=1, padding="same"))
+        return self._add_bias(conv2d(x, self.normalized_kernel(training)))
 
 
 class SNDense(_SpectralNormLayer):
