@@ -1,5 +1,9 @@
 """Building blocks of the image score networks against NumPy computations."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -125,7 +129,8 @@ def _conv_gradients(convolve, x, kernel, strides=1, padding="SAME"):
 @pytest.mark.parametrize("size, channels, kernel_size, strides, padding",
                          [(8, (3, 5), 3, 1, "SAME"), (9, (4, 6), 3, 2, "VALID"), (11, (4, 6), 3, 2, "SAME"),
                           (8, (5, 2), 1, 1, "SAME")])
-def test_conv2d_gradients_equal_tensorflows(size, channels, kernel_size, strides, padding):
+def test_conv2d_gradients_equal_tensorflows(size, channels, kernel_size, strides, padding, monkeypatch):
+    monkeypatch.setattr(layers, "NCHW_FILTER_GRADIENT_MIN_WORK", 1)  # these small convolutions too
     rng = _rng()
     x = tf.constant(rng.normal(size=(2, size, size + 1, channels[0])), tf.float32)
     kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, *channels)), tf.float32)
@@ -136,13 +141,32 @@ def test_conv2d_gradients_equal_tensorflows(size, channels, kernel_size, strides
     assert layers.nchw_filter_gradient_available() and _filter_gradient_formats(own) == ["NCHW"]
 
 
-@pytest.mark.parametrize("shape, dtype", [([1, 8, 8, 2], tf.bfloat16), ([2, 7, 9, 2], tf.float32)])
-def test_conv2d_keeps_tensorflows_gradient_for_other_types_and_small_images(shape, dtype):
-    x, kernel = tf.ones(shape, dtype), tf.ones([3, 3, 2, 2], dtype)
+@pytest.mark.parametrize("size, channels, dtype, expected", [
+    (8, 256, tf.float32, "NCHW"), (4, 512, tf.float32, "NHWC"),  # the CIFAR-10 UNet's 8x8 and 4x4 levels
+    (16, 32, tf.float32, "NHWC"),  # the quick start's first level
+    (8, 256, tf.bfloat16, "NHWC")])
+def test_conv2d_takes_the_nchw_filter_gradient_for_large_float32_convolutions(size, channels, dtype, expected):
+    x, kernel = tf.ones([1, size, size, channels], dtype), tf.ones([3, 3, channels, channels], dtype) / 1000
     own = tf.function(lambda: _conv_gradients(layers.conv2d, x, kernel))
-    for got, expected in zip(own(), _conv_gradients(tf.nn.conv2d, x, kernel)):
-        np.testing.assert_array_equal(got.numpy(), expected.numpy())
-    assert _filter_gradient_formats(own) == ["NHWC"]
+    for got, reference in zip(own(), _conv_gradients(tf.nn.conv2d, x, kernel)):
+        np.testing.assert_allclose(got.numpy(), reference.numpy(), rtol=1e-5 if dtype == tf.float32 else 0)
+    assert _filter_gradient_formats(own) == [expected]
+
+
+def test_conv2d_without_onednn_keeps_tensorflows_kernels():
+    """TF_ENABLE_ONEDNN_OPTS=0 (which asm_tf honours) leaves no NCHW filter-gradient kernel: the probe says so."""
+    script = ("import tensorflow as tf\n"
+              "from asm_tf.models import layers\n"
+              "x, k = tf.ones([2, 9, 9, 3]), tf.ones([3, 3, 3, 4])\n"
+              "with tf.GradientTape() as tape:\n"
+              "    tape.watch(k)\n"
+              "    loss = tf.reduce_sum(layers.conv2d(x, k))\n"
+              "print(layers.nchw_filter_gradient_available(), float(tf.reduce_sum(tape.gradient(loss, k))))\n")
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # a tap at offsets (i, j) sees 2 x (9 - |i|) x (9 - |j|) ones; over the 9 taps, 2 x 25^2, for 3 x 4 channels
+    assert result.stdout.split() == ["False", str(float(2 * 3 * 4 * 25 ** 2))]
 
 
 def test_dilated_conv_matches_tf_and_has_gradients():

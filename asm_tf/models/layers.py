@@ -8,6 +8,7 @@ forward pass.
 """
 
 import functools
+import math
 
 import keras
 import tensorflow as tf
@@ -69,22 +70,27 @@ def _nchw(t):
     return tf.transpose(t, [0, 3, 1, 2])
 
 
+# From which sizes a convolution's filter gradient runs on NCHW (see conv2d): input pixels, and multiply-adds per
+# example.
 NCHW_FILTER_GRADIENT_MIN_PIXELS = 64
+NCHW_FILTER_GRADIENT_MIN_WORK = 2**22
 
 
 def conv2d(x, kernel, strides=1, padding="SAME"):
     """`tf.nn.conv2d` (NHWC), whose float32 filter gradient runs on NCHW transposes of the input and the output
-    gradient for inputs of at least NCHW_FILTER_GRADIENT_MIN_PIXELS pixels where
-    `nchw_filter_gradient_available()`; forward and input gradient are TensorFlow's own.
+    gradient for inputs of 8x8 pixels and more and convolutions of 4.2e6 multiply-adds per example and more,
+    where `nchw_filter_gradient_available()`; forward and input gradient are TensorFlow's own.
 
     oneDNN's NHWC filter-gradient kernel runs at about half the speed of its forward convolution here; its NCHW
-    one was faster on the score networks' shapes from 8x8 up, transposes included, and slower at 4x4. Whole
-    training steps at CIFAR-10 size run 1.08-1.14x faster (BENCHMARKS.md). The sums are the same up to the order
-    of additions.
+    one was faster, transposes included, on the CIFAR-10 networks' convolutions from 8x8 up, and slower at 4x4 and
+    for the UNet's first and last convolutions (3 channels): NCSNv2's training step runs 1.09-1.17x faster, the
+    UNet's 1.0-1.18x (BENCHMARKS.md). Small convolutions (the quick start's, the tests') gain nothing and keep
+    TensorFlow's gradient. The sums are the same up to the order of additions.
     """
     height, width = x.shape[1:3]
-    small = height is None or width is None or height * width < NCHW_FILTER_GRADIENT_MIN_PIXELS
-    if x.dtype != tf.float32 or small or not nchw_filter_gradient_available():
+    large = (height is not None and width is not None and height * width >= NCHW_FILTER_GRADIENT_MIN_PIXELS
+             and (height // strides) * (width // strides) * math.prod(kernel.shape) >= NCHW_FILTER_GRADIENT_MIN_WORK)
+    if x.dtype != tf.float32 or not large or not nchw_filter_gradient_available():
         return tf.nn.conv2d(x, kernel, strides=strides, padding=padding)
 
     @tf.custom_gradient
