@@ -27,6 +27,8 @@ INSTALL_REQUIRES = [
     "scikit-learn==1.9.1",
 ]
 
+IMPORT_REQUIRES = ["torch==2.13.0", "pyyaml==6.0.4"]
+
 setuptools.setup(
     name="asm-tf",
     version="0.1.0",
@@ -39,8 +41,11 @@ setuptools.setup(
     package_data={"asm_tf.evaluation": ["assets/*.keras"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # nbclient, nbformat and ipykernel execute docs/toy2d.ipynb in the tests
-        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+        # asm-import reads the reference's PyTorch checkpoints (torch's CPU build) and config.yml (PyYAML)
+        "import": IMPORT_REQUIRES,
+        # nbclient, nbformat and ipykernel execute docs/toy2d.ipynb in the tests; the importer's tests need its extra
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
+                 *IMPORT_REQUIRES],
     },
     entry_points={
         "console_scripts": [
@@ -48,6 +53,7 @@ setuptools.setup(
             "asm-sample=asm_tf.cli.sample:run",
             "asm-eval=asm_tf.cli.evaluate:run",
             "asm-export=asm_tf.cli.export:run",
+            "asm-import=asm_tf.cli.import_reference:run",
         ],
     },
 )
