@@ -7,6 +7,7 @@ loading a finished (or running) run back with its EMA weights.
     WORKDIR/tensorboard/            training summaries; asm-eval's sweeps in tensorboard/<sweep>
     WORKDIR/samples/<settings>/     asm-sample's output
     WORKDIR/eval/                   asm-eval's reports and reference statistics
+    WORKDIR/imported.json           a run imported from the reference's checkpoint (asm-import): not resumable
 """
 
 import dataclasses
@@ -26,6 +27,10 @@ def config_path(workdir):
 
 def operative_config_path(workdir):
     return os.path.join(workdir, "operative_config.gin")
+
+
+def import_record_path(workdir):
+    return os.path.join(workdir, "imported.json")
 
 
 def checkpoint_directory(workdir):

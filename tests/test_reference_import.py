@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 import torch
 
-from asm_tf import workdir as workdir_lib
+from asm_tf import storage, workdir as workdir_lib
 from asm_tf.reference import files, importer
 from conftest import REPO, run_cli
 from tools.reference_fixtures import fixture_values, rebuild_checkpoint
@@ -75,7 +75,7 @@ def test_the_unet_skips_only_its_unused_time_embedding(tmp_path, tmp_path_factor
     report = importer.import_checkpoint(checkpoint_of(case, tmp_path_factory), config_of(case), str(tmp_path / "run"))
     assert [name for name, _ in report.skipped] == ["temb_dense.0.bias", "temb_dense.0.weight", "temb_dense.2.bias",
                                                     "temb_dense.2.weight"]
-    record = json.load(open(importer.imported_path(str(tmp_path / "run"))))
+    record = json.load(open(workdir_lib.import_record_path(str(tmp_path / "run"))))
     assert set(record["skipped_tensors"]) == {name for name, _ in report.skipped}
     assert "never used" in record["skipped_tensors"]["temb_dense.0.weight"]
     assert record["parameters"] == report.parameters and len(record["sha256"]) == 64
@@ -125,7 +125,7 @@ def test_a_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path, writer):
         torch.save(states, path)
     else:
         with open(path, "wb") as f:
-            pickle.dump(states, f)
+            pickle.dump(states, f, protocol=2)
     with pytest.raises(files.ReferenceFileError, match="refused"):
         files.load_checkpoint(path)
     assert not marker.exists()
@@ -171,42 +171,42 @@ def _one_line_error(result, pattern, status=2):
     assert pattern in lines[0], lines[0]
 
 
-def test_bad_files_are_one_line_errors_and_leave_no_run(tmp_path, tmp_path_factory):
+def test_bad_files_are_clear_errors_and_leave_no_run(tmp_path):
     good = os.path.join(FIXTURES, "cifar10_ncsnv2", "checkpoint_1000.pth")
     truncated, text = tmp_path / "truncated.pth", tmp_path / "notes.pth"
     truncated.write_bytes(open(good, "rb").read()[:200_000])
     text.write_text("not a checkpoint")
+    wider = tmp_path / "wider.yml"
+    wider.write_text(open(config_of("cifar10_ncsnv2")).read().replace("ngf: 4", "ngf: 8"))
     cases = [
-        (tmp_path / "missing.pth", config_of("cifar10_ncsnv2"), "missing.pth not found"),
-        (truncated, config_of("cifar10_ncsnv2"), "cannot read"),
-        (text, config_of("cifar10_ncsnv2"), "cannot read"),
-        (good, tmp_path / "absent.yml", "give its path with --reference_config"),
-        # the NCSNv2 weights against the config of the deeper network
-        (good, config_of("church_ncsnv2deeper"), "has no tensor res3.0.conv2.conv.weight, which NCSNv2Deeper"),
-        (good, config_of("cifar10_unet"), "has no tensor downblocks.0.weight"),
+        (tmp_path / "missing.pth", config_of("cifar10_ncsnv2"), FileNotFoundError, "missing.pth not found"),
+        (truncated, config_of("cifar10_ncsnv2"), files.ReferenceFileError, "cannot read .*truncated.pth"),
+        (text, config_of("cifar10_ncsnv2"), files.ReferenceFileError, "cannot read .*notes.pth"),
+        (good, tmp_path / "absent.yml", FileNotFoundError, "give its path with --reference_config"),
+        (text, text, files.ReferenceFileError, "is not a config.yml of the reference"),
+        # the NCSNv2 weights against the configs of other networks, and of another width
+        (good, config_of("church_ncsnv2deeper"), files.ReferenceFileError,
+         "has no tensor res3.0.conv2.conv.weight, which NCSNv2Deeper"),
+        (good, config_of("cifar10_unet"), files.ReferenceFileError, "has no tensor downblocks.0.weight, which UNet"),
+        (good, wider, files.ReferenceFileError, r"begin_conv.weight has shape \[4, 3, 3, 3\], but NCSNv2\(ngf=8\)"),
     ]
-    for index, (checkpoint, config, pattern) in enumerate(cases):
+    for index, (checkpoint, config, error, pattern) in enumerate(cases):
         workdir = tmp_path / f"run{index}"
-        _one_line_error(_import(tmp_path, checkpoint, config, workdir), pattern)
+        with pytest.raises(error, match=pattern):
+            importer.import_checkpoint(str(checkpoint), str(config), str(workdir))
         assert not workdir.exists() or not os.listdir(workdir), f"{pattern}: {os.listdir(workdir)}"
 
 
-def test_a_config_of_another_width_names_the_tensor_and_both_shapes(tmp_path):
-    config = tmp_path / "config.yml"
-    config.write_text(open(config_of("cifar10_ncsnv2")).read().replace("ngf: 4", "ngf: 8"))
-    result = _import(tmp_path, os.path.join(FIXTURES, "cifar10_ncsnv2", "checkpoint_1000.pth"), config)
-    _one_line_error(result, "begin_conv.weight has shape [4, 3, 3, 3], but NCSNv2(ngf=8)")
-
-
 def test_a_workdir_with_a_run_is_refused_unless_overwrite(tmp_path):
-    checkpoint = os.path.join(FIXTURES, "stackedmnist_ncsnv2_no_dilation", "checkpoint_1000.pth")
-    assert _import(tmp_path, checkpoint).returncode == 0
-    config_before = (tmp_path / "run" / "config.gin").read_text()
-    _one_line_error(_import(tmp_path, checkpoint), "already holds a run")
-    result = _import(tmp_path, checkpoint, None, None, "--overwrite")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "run" / "config.gin").read_text() == config_before
-    assert workdir_lib.checkpoint_steps(str(tmp_path / "run")) == [1000]
+    case = "stackedmnist_ncsnv2_no_dilation"
+    checkpoint, config = os.path.join(FIXTURES, case, "checkpoint_1000.pth"), config_of(case)
+    workdir = str(tmp_path / "run")
+    importer.import_checkpoint(checkpoint, config, workdir)
+    config_before = open(workdir_lib.config_path(workdir)).read()
+    _one_line_error(_import(tmp_path, checkpoint, None, workdir), "already holds a run")
+    importer.import_checkpoint(checkpoint, config, workdir, overwrite=True)
+    assert open(workdir_lib.config_path(workdir)).read() == config_before
+    assert workdir_lib.checkpoint_steps(workdir) == [1000]
 
 
 def test_a_read_only_location_is_refused_before_reading(tmp_path, storage_faults):
@@ -219,7 +219,95 @@ def test_a_read_only_location_is_refused_before_reading(tmp_path, storage_faults
 
 def test_a_full_disk_stops_the_import_naming_the_checkpoint_and_leaves_no_run(tmp_path, storage_faults):
     workdir = storage_faults.tmpfs(tmp_path / "disk", "64k") / "run"  # the checkpoint needs about 240 kB
-    result = _import(tmp_path, os.path.join(FIXTURES, "cifar10_ncsnv2", "checkpoint_1000.pth"), None, workdir)
-    _one_line_error(result, f"cannot write checkpoint {workdir}/checkpoints/ckpt-1000 (No space left on device)",
-                    status=1)
+    with pytest.raises(storage.StorageError,
+                       match=f"cannot write checkpoint {workdir}/checkpoints/ckpt-1000 \\(No space left on device\\)"):
+        importer.import_checkpoint(os.path.join(FIXTURES, "cifar10_ncsnv2", "checkpoint_1000.pth"),
+                                   config_of("cifar10_ncsnv2"), str(workdir))
     assert not os.path.exists(workdir_lib.config_path(str(workdir))) and not workdir_lib.checkpoint_steps(str(workdir))
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+# Runs in a fresh interpreter, as TF Serving would: the session loader, every signature listed, two called.
+SERVED = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+
+path, inputs, out = sys.argv[1:]
+inputs = np.load(inputs)
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+    def call(name, **feeds):
+        signature = meta.signature_def[name]
+        fetches = {key: tensor.name for key, tensor in signature.outputs.items()}
+        return session.run(fetches, {signature.inputs[key].name: value for key, value in feeds.items()})
+    served = call("serving_default", seeds=inputs["seeds"])
+    denoised = call("denoise", noisy_images=inputs["x"], sigma=inputs["sigmas"])
+np.savez(out, signatures=np.array(sorted(meta.signature_def)), images=served["images"],
+         denoised=denoised["denoised"])
+"""
+
+
+def _fake_inception(directory):
+    """A feature extractor in the SavedModel form asm-eval loads: 2x2 thumbnails (12 features)."""
+    class Thumbnails(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        def features(self, images):
+            thumbnails = tf.image.resize(tf.cast(images, tf.float32) / 255.0, (2, 2), method="area")
+            return {"pool": tf.reshape(thumbnails, [-1, 12])}
+
+    module = Thumbnails()
+    tf.saved_model.save(module, directory, signatures={"serving_default": module.features})
+    return directory
+
+
+def test_an_imported_checkpoint_samples_exports_and_evaluates(tmp_path):
+    """asm-import, then asm-sample (CAS), asm-export (every signature, read by TF Serving's loader: the served
+    denoiser is the reference network's EDS) and asm-eval --metric=fid, as the README's section says."""
+    case, workdir = "cifar10_ncsnv2", str(tmp_path / "run")
+    arrays = expected(case)
+    result = _import(tmp_path, os.path.join(FIXTURES, case, "checkpoint_1000.pth"), None, workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "NCSNv2(ngf=4), 29,687 parameters, step 1000" in result.stdout
+    cas = ["--sampler=cas", "--n_sigma=1", "--step_size=5.6e-6"]  # the paper's CAS n_sigma 1 setting for CIFAR-10
+    samples = str(tmp_path / "samples")
+    result = run_cli("sample", f"--workdir={workdir}", "--seeds=0-1", f"--output_dir={samples}", *cas)
+    assert result.returncode == 0, result.stderr[-2000:]
+    sampled = np.load(os.path.join(samples, "samples.npz"))
+    assert sampled["denoised"].shape == (2, 32, 32, 3) and sampled["denoised"].dtype == np.uint8
+
+    result = run_cli("export", f"--workdir={workdir}", f"--export_dir={tmp_path / 'exports'}", "--max_images=4",
+                     "--n_sigma=1", "--step_size=5.6e-6", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    inputs, out = str(tmp_path / "inputs.npz"), str(tmp_path / "served.npz")
+    np.savez(inputs, seeds=np.array([0, 1], np.int64), x=arrays["x"], sigmas=arrays["sigmas"].astype(np.float32))
+    result = subprocess.run([sys.executable, "-c", SERVED, str(tmp_path / "exports" / "run" / "1"), inputs, out],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = np.load(out)
+    assert set(served["signatures"]) >= {"serving_default", "sample_cas", "sample_als", "sample_ode",
+                                         "sample_cas_levels", "denoise", "inpaint"}
+    assert np.abs(served["images"].astype(int) - sampled["denoised"]).max() <= 1
+    sigmas = arrays["sigmas"].reshape(-1, 1, 1, 1).astype(np.float32)
+    reference_eds = arrays["x"] + sigmas * arrays["ema_output"]  # the reference network's denoised images
+    assert np.abs(served["denoised"] - reference_eds).max() <= TOLERANCE * np.abs(sigmas * arrays["ema_output"]).max()
+
+    stats = str(tmp_path / "stats.npz")
+    rng = np.random.default_rng(0)
+    np.savez(stats, mu=rng.uniform(size=12), sigma=np.eye(12) * 0.01)  # a statistics file with keys mu and sigma
+    result = run_cli("evaluate", f"--workdir={workdir}", "--metric=fid", f"--reference_stats={stats}",
+                     f"--inception_path={_fake_inception(str(tmp_path / 'inception'))}", "--num_samples=4",
+                     "--step_sizes=5.6e-6", "--sampler=cas", "--n_sigma=1", f"--output_dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    reports = [json.load(open(tmp_path / "eval" / name)) for name in os.listdir(tmp_path / "eval")
+               if name.endswith(".json")]
+    assert len(reports) == 1 and reports[0]["checkpoint"] == 1000, reports
+    assert all(np.isfinite(result["fid"]) and result["num_images"] == 4 for result in reports[0]["results"].values())
+
+
+def test_training_refuses_to_resume_an_import(tmp_path):
+    workdir = str(tmp_path / "run")
+    importer.import_checkpoint(os.path.join(FIXTURES, "cifar10_ncsnv2", "checkpoint_1000.pth"),
+                               config_of("cifar10_ncsnv2"), workdir)
+    result = run_cli("train", f"--workdir={workdir}", "--gin_file", workdir_lib.config_path(workdir))
+    assert result.returncode == 2 and "imported from the reference" in result.stderr, result.stderr[-2000:]

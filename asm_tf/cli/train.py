@@ -78,6 +78,10 @@ def main(argv):
         raise common.UserError("give at least one --gin_file (see gin_configs/)")
     if not FLAGS.workdir and not FLAGS.dry_run:
         raise common.UserError("give --workdir=DIR (where checkpoints and summaries go)")
+    if FLAGS.workdir and tf.io.gfile.exists(workdir.import_record_path(FLAGS.workdir)):
+        raise common.UserError(f"{FLAGS.workdir} holds a network imported from the reference (asm-import), without "
+                               "its optimizer state or a discriminator: training cannot resume it; train in a new "
+                               "--workdir")
     configuration.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     config_text = gin.config_str()
     if FLAGS.workdir:

@@ -20,10 +20,6 @@ from asm_tf.experiment import Experiment, parameter_count
 from asm_tf.reference import files, run_config, weights
 
 
-def imported_path(workdir):
-    return os.path.join(workdir, "imported.json")
-
-
 @dataclasses.dataclass(frozen=True)
 class ImportReport:
     network: str  # asm-tf's network and its arguments
@@ -73,22 +69,22 @@ def _write(workdir, checkpoint, networks, config_text, provenance, overwrite):
     live, ema = networks
     directory = workdir_lib.checkpoint_directory(workdir)
     if overwrite:
-        storage.remove_quietly([directory, workdir_lib.config_path(workdir), imported_path(workdir),
+        storage.remove_quietly([directory, workdir_lib.config_path(workdir), workdir_lib.import_record_path(workdir),
                                 workdir_lib.operative_config_path(workdir)])
-    written = [directory, imported_path(workdir), workdir_lib.config_path(workdir)]
+    written = [directory, workdir_lib.import_record_path(workdir), workdir_lib.config_path(workdir)]
     step = tf.Variable(checkpoint.step, dtype=tf.int64)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(network=live.weights, ema_network=ema.weights, step=step),
                                          directory, max_to_keep=1)
     try:
         with storage.writing(workdir_lib.checkpoint_path(workdir, checkpoint.step), "checkpoint"):
             path = manager.save(checkpoint_number=checkpoint.step)
-        with storage.writing(imported_path(workdir), "the import record"):
-            storage.write_json(imported_path(workdir), provenance)
+        with storage.writing(workdir_lib.import_record_path(workdir), "the import record"):
+            storage.write_json(workdir_lib.import_record_path(workdir), provenance)
         workdir_lib.save_config(workdir, config_text)
     except BaseException:
         storage.remove_quietly(written)
         raise
-    return [path, imported_path(workdir), workdir_lib.config_path(workdir)]
+    return [path, workdir_lib.import_record_path(workdir), workdir_lib.config_path(workdir)]
 
 
 def import_checkpoint(checkpoint_path, config_path, workdir, overwrite=False):
