@@ -5,8 +5,6 @@ only the Namespace tag, as plain mappings."""
 import collections
 import os
 
-import numpy as np
-
 HOW_TO_INSTALL = 'pip install -e ".[import]" (torch, CPU build, and PyYAML)'
 NAMESPACE_TAG = "tag:yaml.org,2002:python/object:argparse.Namespace"
 
@@ -101,7 +99,3 @@ def load_checkpoint(path):
     if not isinstance(step, int):
         raise ReferenceFileError(f"{path}: the step (entry 3) is {step!r}, not an integer")
     return Checkpoint(weights, states[1], states[2], step, ema)
-
-
-def total_size(arrays):
-    return sum(int(np.prod(a.shape)) for a in arrays.values())

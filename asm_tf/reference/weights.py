@@ -46,8 +46,8 @@ def _reference_shape(shape, layout):
     return list(shape)
 
 
-def _conv(name, conv, layout="conv"):
-    return [Placement(f"{name}.weight", conv.kernel, layout)] + (
+def _conv(name, conv):
+    return [Placement(f"{name}.weight", conv.kernel, "conv")] + (
         [Placement(f"{name}.bias", conv.bias, "same")] if conv.use_bias else [])
 
 
@@ -59,16 +59,12 @@ def _group_norm(name, norm):
     return [Placement(f"{name}.weight", norm.gamma, "same"), Placement(f"{name}.bias", norm.beta, "same")]
 
 
-def _conv_mean_pool(name, layer):
-    return _conv(f"{name}.conv", layer.conv)
-
-
 def _residual_block(name, block):
     placements = _instance_norm_plus(f"{name}.normalize1", block.norm1) + _conv(f"{name}.conv1", block.conv1)
     placements += _instance_norm_plus(f"{name}.normalize2", block.norm2)
     for part, layer in (("conv2", block.conv2), ("shortcut", block.shortcut)):
         if isinstance(layer, ConvMeanPool):
-            placements += _conv_mean_pool(f"{name}.{part}", layer)
+            placements += _conv(f"{name}.{part}.conv", layer.conv)
         elif layer is not None:
             placements += _conv(f"{name}.{part}", layer)
     return placements
