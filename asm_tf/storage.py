@@ -90,12 +90,42 @@ def read_text(path):
 
 def write_file(path, contents):
     """Writes text or bytes to `path` (local or remote), creating its directory; on a local disk the file
-    appears whole or not at all (written beside it, then renamed over it)."""
+    appears whole or not at all (written beside it, then renamed over it; a failed write leaves neither)."""
     tf.io.gfile.makedirs(os.path.dirname(path) or ".")
     temporary = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "wb" if isinstance(contents, bytes) else "w") as f:
-        f.write(contents)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    try:
+        with tf.io.gfile.GFile(temporary, "wb" if isinstance(contents, bytes) else "w") as f:
+            f.write(contents)
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+    except BaseException:
+        remove_quietly([temporary])
+        raise
+
+
+def check_writable(directory, what):
+    """Creates `directory` if needed and writes and removes a file in it, before any long work: a StorageError
+    ('cannot write WHAT DIRECTORY (reason)') for a read-only, full or unreachable place."""
+    with writing(directory, what):
+        probe = os.path.join(directory, f".asm-write-probe-{os.getpid()}")
+        write_file(probe, "")
+        tf.io.gfile.remove(probe)
+
+
+@contextlib.contextmanager
+def writing_outputs(directory, what):
+    """Collects the paths a command writes into `directory` (`paths.append(path)` before each write); if a write
+    fails, removes every one of them and raises StorageError naming the path that failed, so that no partial
+    set of outputs is left behind."""
+    paths = []
+    try:
+        yield paths
+    except BaseException as error:
+        remove_quietly(paths)
+        if isinstance(error, _WRITE_ERRORS) and not isinstance(error, StorageError):
+            failed = paths[-1] if paths else directory
+            raise StorageError(f"cannot write {what} {failed} ({_write_reason(error)}); nothing of it is left "
+                               f"in {directory}") from error
+        raise
 
 
 def write_json(path, value):

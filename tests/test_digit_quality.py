@@ -4,6 +4,7 @@ blur yardsticks on real digits, and asm-eval --metric=fdd."""
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import scipy.linalg
@@ -144,3 +145,45 @@ def test_asm_eval_fdd_of_stored_samples_reports_the_floor(tmp_path):
     assert raw["fdd"] < blurred["fdd"] and raw["yardsticks"]["floor"]["num_images"] == 120
     assert blurred["blur_equivalent_px"] == pytest.approx(1.0, abs=0.15)
     assert report["metric_config"]["reference"] == "digits test split"
+
+
+def _corner_classifier():
+    """A digit classifier whose penultimate layer has a unit that only a bright top-left pixel turns on (no real
+    digit has one): units = (mean of the top half, mean of the bottom half, relu(corner - 0.5))."""
+    inputs = keras.Input((16, 16, 1))
+    hidden = keras.layers.Dense(3, activation="relu")
+    features = hidden(keras.layers.Flatten()(inputs))
+    logits = keras.layers.Dense(10)
+    model = keras.Model(inputs, logits(features))
+    kernel = np.zeros((256, 3), np.float32)
+    kernel[:128, 0], kernel[128:, 1], kernel[0, 2] = 1 / 128, 1 / 128, 1.0
+    hidden.set_weights([kernel, np.array([0.0, 0.0, -0.5], np.float32)])
+    logits.set_weights([np.random.default_rng(0).normal(size=(3, 10)).astype(np.float32), np.zeros(10, np.float32)])
+    return model
+
+
+def test_activity_on_a_unit_that_no_real_digit_activates_counts():
+    train, test = digits.load_digits("train")[0], digits.load_digits("test")[0]
+    quality = digit_quality.DigitQuality(_corner_classifier(), test, train, log=lambda message: None)
+    assert not np.any(quality.features(np.concatenate([train, test])).features[:, 2])  # dead on real digits
+    samples = train[:300].copy()
+    lit = samples.copy()
+    lit[::2, 0, 0, 0] = 1.0  # half the samples light the corner pixel, the rest is unchanged
+    plain, cornered = quality.evaluate(samples), quality.evaluate(lit)
+    assert cornered["fdd"] > plain["fdd"] + 0.05  # the unit's activity (0.5 on half the samples) is a distance
+
+
+def test_more_samples_than_training_digits_are_compared_with_the_yardsticks_at_their_count(quality):
+    train, test = digits.load_digits("train")[0], digits.load_digits("test")[0]
+    few_floor = digit_quality.DigitQuality(modes.load_classifier(), test, train[:150], log=lambda message: None)
+    samples = train[150:550]  # 400 real digits against a floor of 150
+    report = few_floor.evaluate(samples)
+    assert report["yardstick_count"] == 150 and report["yardsticks"]["floor"]["num_images"] == 150
+    first = digit_quality.frechet_distance_of_features(few_floor.features(samples[:150]).features,
+                                                       few_floor.features(test).features)
+    assert report["fdd_at_yardstick_count"] == pytest.approx(first)
+    assert report["fdd"] < report["fdd_at_yardstick_count"]  # more images, lower FDD: the bias it avoids
+    ladder = [(0.0, report["fdd_floor"])] + [(px, report["yardsticks"][f"blur_{px:g}"]["fdd"])
+                                             for px in digit_quality.BLUR_LADDER]
+    assert report["blur_equivalent_px"] == digit_quality.blur_equivalent(report["fdd_at_yardstick_count"], ladder)
+    assert quality.evaluate(train[:300])["fdd_at_yardstick_count"] == quality.evaluate(train[:300])["fdd"]

@@ -115,3 +115,33 @@ def test_png_dir_holds_one_png_per_seed_equal_to_the_arrays(moved_run, tmp_path)
         read_back = np.stack([np.asarray(Image.open(os.path.join(out, kind, name))) for name in names])
         np.testing.assert_array_equal(read_back, samples[kind])
     assert json.load(open(os.path.join(out, "settings.json")))["gin_bindings"] == [binding]
+
+
+def _one_line_failure(result, program, pattern):
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{program}: error: cannot write "), result.stderr[-2000:]
+    assert pattern in lines[0], lines[0]
+
+
+def test_an_output_place_that_cannot_be_written_fails_before_sampling(workdir, tmp_path, storage_faults):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    storage_faults.read_only(locked)
+    result = sample_cli(f"--workdir={workdir}", "--seeds=0-3", f"--output_dir={locked / 'out'}")
+    _one_line_failure(result, "asm-sample", f"samples to {locked / 'out'} (Read-only file system)")
+    assert "sampling" not in result.stdout
+    result = run_cli("evaluate", f"--workdir={workdir}", "--metric=fid", f"--output_dir={locked / 'eval'}")
+    _one_line_failure(result, "asm-eval", f"evaluation reports to {locked / 'eval'} (Read-only file system)")
+    unreachable = "gs://asm-tf-no-such-bucket/samples"  # no network here: the host cannot be resolved
+    result = sample_cli(f"--workdir={workdir}", "--seeds=0-3", f"--output_dir={unreachable}")
+    _one_line_failure(result, "asm-sample", f"samples to {unreachable} (")
+    assert "sampling" not in result.stdout
+
+
+def test_a_full_disk_leaves_no_partial_samples(workdir, tmp_path, storage_faults):
+    disk = storage_faults.tmpfs(tmp_path / "disk", "8k")  # samples.npz fits, the PNG grids do not
+    result = sample_cli(f"--workdir={workdir}", "--seeds=0-5", f"--output_dir={disk / 'out'}")
+    _one_line_failure(result, "asm-sample", f"samples {disk / 'out'}/")
+    assert "No space left on device" in result.stderr and "sampling" in result.stdout
+    assert [name for _, _, names in os.walk(disk / "out") for name in names] == []

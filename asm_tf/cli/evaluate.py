@@ -169,12 +169,16 @@ def run_and_report(*, run, settings, seeds, checkpoints, step_sizes, load_checkp
     """Runs the sweep of `run` (the run in FLAGS.workdir) and prints the best entries and the plot."""
     experiment = run.experiment
     source = experiment.data
-    metric = build_metric(FLAGS.metric or ("toy2d" if source.kind == "points" else "fid"), source)
-    name = sweep_name(metric.name, settings, len(seeds))
+    metric_name = FLAGS.metric or ("toy2d" if source.kind == "points" else "fid")
+    name = sweep_name(metric_name, settings, len(seeds))
     output_dir = FLAGS.output_dir or workdir.eval_directory(FLAGS.workdir, name)
+    tensorboard_dir = workdir.tensorboard_directory(FLAGS.workdir, name)
+    for directory, what in ((output_dir, "evaluation reports to"), (tensorboard_dir, "TensorBoard summaries to")):
+        storage.check_writable(directory, what)  # a read-only, full or unreachable place fails before sampling
+    metric = build_metric(metric_name, source)
     print(f"{metric.name} of {len(checkpoints)} checkpoint(s) x {len(step_sizes)} step size(s), "
           f"{len(seeds)} samples each, into {output_dir}", flush=True)
-    writer = tf.summary.create_file_writer(workdir.tensorboard_directory(FLAGS.workdir, name))
+    writer = tf.summary.create_file_writer(tensorboard_dir)
     reports = sweep.run_sweep(checkpoints=checkpoints, step_sizes=step_sizes, load_checkpoint=load_checkpoint,
                               metric=metric, settings=sweep_settings(settings, seeds, experiment.schedule),
                               output_dir=output_dir, writer=writer, log=lambda message: print(message, flush=True))
@@ -236,14 +240,15 @@ def run_stats_mode():
     num_images = FLAGS.num_samples or source.num_examples
     if not num_images:
         raise common.UserError(f"the size of {source.name} is unknown: give --num_samples")
+    output = default_reference_path()
+    storage.check_writable(os.path.dirname(output) or ".", "reference statistics to")
     extractor = load_extractor()
     batches = (source.transform.to_data(batch).numpy()
                for batch in source.make_dataset(STATS_BATCH_SIZE, 0, augment=False))
     print(f"features of {num_images} images of {source.name} with {extractor.name}", flush=True)
     statistics = fid.image_statistics(batches, extractor=extractor, num_images=num_images)
-    output = default_reference_path()
-    tf.io.gfile.makedirs(os.path.dirname(output) or ".")
-    statistics.save(output)
+    with storage.writing(output, "reference statistics"):
+        statistics.save(output)
     print(f"wrote {output} (mu {statistics.mu.shape}, sigma {statistics.sigma.shape}, "
           f"{statistics.num_images} images)", flush=True)
 

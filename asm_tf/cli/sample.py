@@ -93,27 +93,33 @@ def stored(batch, kind):
     return summaries.to_uint8(batch).numpy() if kind == "image" else np.asarray(batch)
 
 
-def save_trajectory(output_dir, trajectory, kind, levels):
+def output(written, output_dir, *names):
+    """The path OUTPUT_DIR/NAMES, recorded in `written` (storage.writing_outputs) before it is written."""
+    path = os.path.join(output_dir, *names)
+    written.append(path)
+    return path
+
+
+def save_trajectory(output_dir, trajectory, kind, levels, written):
     """trajectory.npz (uint8 images or float points [N, T, ...], the snapshots' sigmas) and trajectory.png."""
-    storage.write_npz(os.path.join(output_dir, "trajectory.npz"), trajectory=stored(trajectory, kind),
+    storage.write_npz(output(written, output_dir, "trajectory.npz"), trajectory=stored(trajectory, kind),
                       sigmas=np.asarray(levels, np.float64))
-    summaries.save_png(trajectory_picture(trajectory, kind, levels), os.path.join(output_dir, "trajectory.png"))
+    summaries.save_png(trajectory_picture(trajectory, kind, levels), output(written, output_dir, "trajectory.png"))
 
 
-def save_samples(output_dir, final, denoised, seeds, kind):
+def save_samples(output_dir, final, denoised, seeds, kind, written):
     """samples.npz (uint8 images or float points, with the seeds) and one PNG per output."""
-    storage.write_npz(os.path.join(output_dir, "samples.npz"), final=stored(final, kind),
+    storage.write_npz(output(written, output_dir, "samples.npz"), final=stored(final, kind),
                       denoised=stored(denoised, kind), seeds=np.asarray(seeds, np.int64))
     for name, batch in (("final", final), ("denoised", denoised)):
-        summaries.save_png(summaries.picture(batch, kind, title=name), os.path.join(output_dir, f"{name}.png"))
+        summaries.save_png(summaries.picture(batch, kind, title=name), output(written, output_dir, f"{name}.png"))
 
 
-def save_png_dir(output_dir, final, denoised, seeds):
+def save_png_dir(output_dir, final, denoised, seeds, written):
     """final/ and denoised/ folders holding one PNG per image, named by its seed (000123.png)."""
     for name, batch in (("final", final), ("denoised", denoised)):
-        folder = os.path.join(output_dir, name)
         for seed, image in zip(seeds, summaries.to_uint8(batch).numpy()):
-            summaries.save_png(image, os.path.join(folder, f"{seed:06d}.png"))
+            summaries.save_png(image, output(written, output_dir, name, f"{seed:06d}.png"))
 
 
 def main(argv):
@@ -140,23 +146,26 @@ def main(argv):
     if every:
         sampler = TrajectoryKeeper(sampler, FLAGS.trajectory_images if source.kind == "image" else len(seeds))
     output_dir = FLAGS.output_dir or workdir.samples_directory(FLAGS.workdir, f"step{run.step}_{settings.label()}")
+    storage.check_writable(output_dir, "samples to")  # a read-only, full or unreachable place fails before sampling
     print(f"sampling {len(seeds)} images with {settings} ({settings.network_calls(schedule)} network calls each) "
           f"from {run.checkpoint}", flush=True)
     final, denoised = sampling.sample_in_batches(sampler, seeds, FLAGS.batch_size)
-    save_samples(output_dir, final, denoised, seeds, source.kind)
-    written = "samples.npz, final.png and denoised.png"
-    if FLAGS.png_dir:
-        save_png_dir(output_dir, final, denoised, seeds)
-        written += f", final/ and denoised/ ({len(seeds)} PNGs each)"
-    if every:
-        save_trajectory(output_dir, sampler.trajectories(), source.kind, snapshot_sigmas(settings, schedule, every))
-        written += ", trajectory.npz and trajectory.png"
-    storage.write_json(os.path.join(output_dir, "settings.json"), {
-        "checkpoint": run.checkpoint, "step": run.step, **dataclasses.asdict(settings),
-        "network_calls": settings.network_calls(schedule),
-        "step_size_flag": FLAGS.step_size, "num_samples": len(seeds), "seeds": FLAGS.seeds,
-        "trajectory_every": FLAGS.trajectory_every, "gin_bindings": FLAGS.gin_bindings})
-    print(f"wrote {output_dir}/{written}", flush=True)
+    summary = "samples.npz, final.png and denoised.png"
+    with storage.writing_outputs(output_dir, "samples") as written:
+        save_samples(output_dir, final, denoised, seeds, source.kind, written)
+        if FLAGS.png_dir:
+            save_png_dir(output_dir, final, denoised, seeds, written)
+            summary += f", final/ and denoised/ ({len(seeds)} PNGs each)"
+        if every:
+            save_trajectory(output_dir, sampler.trajectories(), source.kind,
+                            snapshot_sigmas(settings, schedule, every), written)
+            summary += ", trajectory.npz and trajectory.png"
+        storage.write_json(output(written, output_dir, "settings.json"), {
+            "checkpoint": run.checkpoint, "step": run.step, **dataclasses.asdict(settings),
+            "network_calls": settings.network_calls(schedule),
+            "step_size_flag": FLAGS.step_size, "num_samples": len(seeds), "seeds": FLAGS.seeds,
+            "trajectory_every": FLAGS.trajectory_every, "gin_bindings": FLAGS.gin_bindings})
+    print(f"wrote {output_dir}/{summary}", flush=True)
 
 
 def run():

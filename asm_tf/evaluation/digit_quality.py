@@ -5,13 +5,17 @@ the features of the classifier's penultimate layer (64 for the bundled 16x16 dig
 concatenates the features of its three channels) instead of Inception's pool3. It runs in a second on a CPU
 and, unlike class balance and confidence, it sees blur and noise. KID and precision/recall (k = 3) are
 measured in the same space, and the classes (modes covered, KL to uniform, confident share) in the same pass.
-Features that no real image activates (dead ReLU units: 9 of the bundled classifier's 64) are left out.
+All features count: a unit that no real digit activates (9 of the bundled classifier's 64 ReLU units) but a
+generated one does adds to the distance. Each Frechet distance leaves out only the units that neither of its
+two sets activates, which changes nothing (they are zero in both) but keeps the covariances invertible.
 
 The reference is the data's held-out split ("test"). A Frechet value means little alone: it is biased upward
 by few images, and what is "good" depends on the feature space. Every evaluation therefore carries yardsticks
 measured with the same number of images: the floor (real training images against the reference) and the
 blur ladder (the same training images blurred by a Gaussian of BLUR_LADDER pixels), and
-`blur_equivalent_px`: the blur of real digits whose FDD equals the samples' (0 at or below the floor).
+`blur_equivalent_px`: the blur of real digits whose FDD equals the samples' (0 at or below the floor). With more
+samples than training images the yardsticks use all of these, and the samples are compared with them at that
+count (their first `yardstick_count`: `fdd_at_yardstick_count`), never at a larger one, which would flatter them.
 
 A second view of blur that no trained network enters: `gradient_energy`, the mean squared difference of
 neighbouring pixels, as a ratio to the reference images' (`sharpness`: below 1 blurrier than real digits, above
@@ -90,19 +94,19 @@ def classifier_features(model, images, *, batch_size=modes.DEFAULT_BATCH_SIZE):
 
 
 def frechet_distance_of_features(features1, features2):
-    """The Frechet distance of FID between the Gaussians fitted to two feature matrices [N, D]."""
-    return fid.frechet_distance_of_statistics(fid.statistics_of_features(features1),
-                                              fid.statistics_of_features(features2))
+    """The Frechet distance of FID between the Gaussians fitted to two feature matrices [N, D]; the features
+    that are zero in both (dead ReLU units) are left out, which leaves the distance unchanged."""
+    used = np.any(features1 != 0, axis=0) | np.any(features2 != 0, axis=0)
+    return fid.frechet_distance_of_statistics(fid.statistics_of_features(features1[:, used]),
+                                              fid.statistics_of_features(features2[:, used]))
 
 
 def bootstrap_fdd_standard_error(generated, reference, *, rounds=100, seed=0):
     """The standard deviation of the FDD of `generated` against fixed `reference` features over `rounds`
     resamplings of the generated rows with replacement: the FDD's standard error from the samples alone."""
     rng = np.random.default_rng(seed)
-    reference_statistics = fid.statistics_of_features(reference)
-    values = [fid.frechet_distance_of_statistics(
-        fid.statistics_of_features(generated[rng.integers(0, len(generated), len(generated))]), reference_statistics)
-        for _ in range(rounds)]
+    values = [frechet_distance_of_features(generated[rng.integers(0, len(generated), len(generated))], reference)
+              for _ in range(rounds)]
     return float(np.std(values, ddof=1))
 
 
@@ -135,18 +139,13 @@ class DigitQuality:
 
     def __post_init__(self):
         self._model = feature_model(self.classifier)
-        reference = classifier_features(self._model, self.reference_images, batch_size=self.batch_size).features
-        floor = classifier_features(self._model, self.floor_images, batch_size=self.batch_size).features
-        # ReLU units that no real image activates carry nothing and make every covariance singular.
-        self.alive = np.any(reference != 0, axis=0) | np.any(floor != 0, axis=0)
-        self._reference = reference[:, self.alive]
+        self._reference = self.features(self.reference_images).features
         self._reference_energy = gradient_energy(self.reference_images)
         self._yardsticks = {}
 
     def features(self, images):
-        """ClassifierFeatures of `images`, keeping the features that some real image activates."""
-        found = classifier_features(self._model, images, batch_size=self.batch_size)
-        return dataclasses.replace(found, features=found.features[:, self.alive])
+        """ClassifierFeatures of `images`."""
+        return classifier_features(self._model, images, batch_size=self.batch_size)
 
     def yardsticks(self, num_images):
         """{"floor": numbers, "blur_<px>": numbers, ...} for min(num_images, len(floor_images)) real images,
@@ -170,19 +169,24 @@ class DigitQuality:
 
     def evaluate(self, images):
         """A JSON-ready dict: fdd, kid, kid_se, precision, recall, the mode coverage numbers, fdd_floor,
-        blur_equivalent_px (None: blurrier than the ladder's last point), sharpness and sharpness_blur_px, and
-        the yardsticks at this sample count."""
+        blur_equivalent_px (None: blurrier than the ladder's last point), sharpness and sharpness_blur_px, the
+        yardsticks, and the count they were measured at (`yardstick_count`, with the samples' FDD at that count:
+        the first of them when there are more samples than real training images)."""
         generated = self.features(images)
         if not np.all(np.isfinite(generated.features)):
             raise ValueError("the classifier's features of these images are not finite")
-        yardsticks = self.yardsticks(len(generated.features))
+        count = min(len(generated.features), len(self.floor_images))
+        yardsticks = self.yardsticks(count)
         numbers = compare_features(generated.features, self._reference)
+        fdd_at_count = (numbers["fdd"] if count == len(generated.features)
+                        else frechet_distance_of_features(generated.features[:count], self._reference))
         coverage = modes.mode_coverage(generated.mode_ids, num_modes=generated.num_modes,
                                        confidences=generated.confidences)
         steps = [("floor", 0.0)] + [(f"blur_{px:g}", px) for px in BLUR_LADDER]
         sharpness = gradient_energy(images) / self._reference_energy
         return {**numbers, **coverage.summary(), "fdd_floor": yardsticks["floor"]["fdd"],
-                "blur_equivalent_px": blur_equivalent(numbers["fdd"],
+                "yardstick_count": count, "fdd_at_yardstick_count": fdd_at_count,
+                "blur_equivalent_px": blur_equivalent(fdd_at_count,
                                                       [(px, yardsticks[name]["fdd"]) for name, px in steps]),
                 "sharpness": sharpness,
                 "sharpness_blur_px": blur_equivalent(-sharpness,

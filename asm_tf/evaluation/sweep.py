@@ -8,6 +8,7 @@ any point resumes where it stopped. The sweep knows nothing of runs: the caller 
 """
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -237,7 +238,8 @@ def run_sweep(*, checkpoints, step_sizes, load_checkpoint, metric, settings, out
                     report = {**identity, "checkpoint": int(checkpoint), "step_size": float(step_size),
                               **_evaluate_entry(sample, step_size, metric, say)}
                     _write_scalars(writer, metric, report)
-                    storage.write_json(path, report)
+                    with storage.writing(path, "report"):
+                        storage.write_json(path, report)
                     say(f"  {describe(report, metric)}")
                 else:
                     say(f"checkpoint {checkpoint}, step size {step_size:g}: done before ({path})")
@@ -300,8 +302,10 @@ def plot_sweep(reports, metric, path):
         axes.legend(fontsize="small")
     axes.grid(True, alpha=0.3)
     figure.tight_layout()
-    with tf.io.gfile.GFile(path, "wb") as f:
-        figure.savefig(f, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    with storage.writing(path, "plot"):
+        storage.write_file(path, buffer.getvalue())
     return path
 
 

@@ -45,10 +45,7 @@ def check_destination(workdir, overwrite=False):
     if holds_run and not overwrite:
         raise FileExistsError(f"{workdir} already holds a run: choose a new --workdir, or pass --overwrite to "
                               "replace its configuration and checkpoints")
-    probe = os.path.join(workdir, f".asm-import-probe-{os.getpid()}")
-    with storage.writing(workdir, "the workdir"):
-        storage.write_file(probe, "")
-    storage.remove_quietly([probe])
+    storage.check_writable(workdir, "the workdir")
 
 
 def _no_dilation(state):
