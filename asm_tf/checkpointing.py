@@ -91,7 +91,22 @@ class TrainingCheckpoints:
     def save(self, step):
         """Saves a checkpoint of `step` on every worker (saving is collective under MultiWorkerMirroredStrategy):
         each worker's input position first, then the chief's checkpoint, which commits the step; the other
-        workers write theirs to a temporary directory and delete it."""
+        workers write theirs to a temporary directory and delete it. A write that fails on any worker stops
+        every worker with a StorageError (the failing one's names the path), instead of leaving the others
+        waiting in the next collective."""
+        failure = None
+        try:
+            self._write(step)
+        except storage.StorageError as error:
+            failure = error
+        if self.workers.count > 1 and self.worker_sums([failure is not None])[0] and failure is None:
+            failure = storage.StorageError(f"another worker could not write its part of checkpoint ckpt-{step} "
+                                           "(its own error names the path): this worker stops too")
+        if failure is not None:
+            raise failure
+        self.saved_step = step
+
+    def _write(self, step):
         if self.input_manager:
             with storage.writing(os.path.join(self.input_manager.directory, f"ckpt-{step}"), "checkpoint"):
                 self.input_manager.save(checkpoint_number=step)
@@ -103,7 +118,6 @@ class TrainingCheckpoints:
                 self.checkpoint.write(os.path.join(scratch, "ckpt"))
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
-        self.saved_step = step
 
     def _save_or_clean_up(self, step):
         """The chief's save of `step`; if it cannot be written, its partial files are removed (the checkpoints

@@ -7,6 +7,7 @@ Run as a script, this file is one worker: asm-train with keras.optimizers.SGD re
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -137,6 +138,23 @@ def test_two_workers_train_like_one_process_and_stop_together_on_a_signal(tmp_pa
     start = trained_state(os.path.join(directory, f"ckpt-{step}"))
     assert max(np.abs(start[k] - one[k]).max() for k in one if k.startswith("network/")) > 1e-3
 
+
+def test_a_write_that_fails_on_the_chief_stops_both_workers_at_once(tmp_path, storage_faults):
+    workdir = str(tmp_path / "run")
+    processes, logs = launch_workers(workdir, 1_000_000)
+    wait_for(logs[0], "step 15/", processes, time.time() + WORKER_TIMEOUT - 10)  # after the step-10 save
+    chief_inputs = os.path.join(workdir, "checkpoints", "worker-0-of-2")
+    storage_faults.read_only(chief_inputs)  # only the chief's part of the next checkpoint cannot be written
+    started = time.time()
+    codes, outputs = finish(processes, logs)
+    assert codes == [1, 1], outputs
+    failed = re.search(rf"cannot write checkpoint {re.escape(chief_inputs)}/ckpt-(\d+) \(Read-only file system\)",
+                       outputs[0])
+    assert failed, outputs[0][-3000:]
+    step = int(failed.group(1))
+    assert f"another worker could not write its part of checkpoint ckpt-{step}" in outputs[1], outputs[1][-3000:]
+    assert time.time() - started < WORKER_TIMEOUT / 2, outputs  # not a collective's timeout
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith(f"ckpt-{step - 10}")
 
 if __name__ == "__main__":
     from asm_tf.cli import train
