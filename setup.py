@@ -1,18 +1,14 @@
 """asm-tf: adversarial score matching and consistent annealed sampling in TensorFlow 2 / Keras 3."""
 
-import os
-
 import setuptools
 
-# Exactly one TensorFlow distribution per install (two would write into one tensorflow/ folder): the CPU
-# wheel by default, the CUDA build with its NVIDIA wheels when installed with ASM_TF_DEVICE=gpu.
-TENSORFLOW = {"cpu": "tensorflow-cpu==2.21.0", "gpu": "tensorflow[and-cuda]==2.21.0"}
-DEVICE = os.environ.get("ASM_TF_DEVICE", "cpu").strip().lower()
-if DEVICE not in TENSORFLOW:
-    raise SystemExit(f"ASM_TF_DEVICE={DEVICE!r}: use cpu (the default) or gpu")
+# One TensorFlow distribution in every install: the universal `tensorflow` wheel, which runs on the CPU anywhere;
+# the `gpu` extra adds its CUDA libraries (NVIDIA's wheels) to the same distribution. A `tensorflow-cpu` base with
+# a `tensorflow[and-cuda]` extra would put two distributions into one tensorflow/ folder.
+TENSORFLOW = "tensorflow==2.21.0"
 
 INSTALL_REQUIRES = [
-    TENSORFLOW[DEVICE],
+    TENSORFLOW,
     "keras==3.15.1",
     "tensorboard==2.21.0",
     "tensorflow-datasets==4.9.10",
@@ -41,6 +37,7 @@ setuptools.setup(
     package_data={"asm_tf.evaluation": ["assets/*.keras"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
+        "gpu": ["tensorflow[and-cuda]==2.21.0"],
         # asm-import reads the reference's PyTorch checkpoints (torch's CPU build) and config.yml (PyYAML)
         "import": IMPORT_REQUIRES,
         # nbclient, nbformat and ipykernel execute docs/toy2d.ipynb in the tests; the importer's tests need its extra
