@@ -15,7 +15,8 @@ measured with the same number of images: the floor (real training images against
 blur ladder (the same training images blurred by a Gaussian of BLUR_LADDER pixels), and
 `blur_equivalent_px`: the blur of real digits whose FDD equals the samples' (0 at or below the floor). With more
 samples than training images the yardsticks use all of these, and the samples are compared with them at that
-count (their first `yardstick_count`: `fdd_at_yardstick_count`), never at a larger one, which would flatter them.
+count (`fdd_at_yardstick_count`: the mean FDD of EQUAL_COUNT_DRAWS random subsets of `yardstick_count` samples),
+never at a larger one, which would flatter them.
 
 A second view of blur that no trained network enters: `gradient_energy`, the mean squared difference of
 neighbouring pixels, as a ratio to the reference images' (`sharpness`: below 1 blurrier than real digits, above
@@ -33,6 +34,7 @@ from asm_tf.evaluation import feature_metrics, fid, modes
 
 BLUR_LADDER = (0.5, 0.75, 1.0, 1.5, 2.0)
 FLOOR_SEED = 0
+EQUAL_COUNT_DRAWS = 5
 
 
 def blur(images, sigma_px):
@@ -99,6 +101,16 @@ def frechet_distance_of_features(features1, features2):
     used = np.any(features1 != 0, axis=0) | np.any(features2 != 0, axis=0)
     return fid.frechet_distance_of_statistics(fid.statistics_of_features(features1[:, used]),
                                               fid.statistics_of_features(features2[:, used]))
+
+
+def fdd_at_count(generated, reference, count, *, draws=EQUAL_COUNT_DRAWS, seed=0):
+    """The FDD of `generated` features at `count` of them: itself when there are `count`, else the mean over
+    `draws` random subsets of `count` rows (drawn without replacement, fixed by `seed`)."""
+    if count >= len(generated):
+        return frechet_distance_of_features(generated, reference)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([frechet_distance_of_features(generated[rng.choice(len(generated), count, replace=False)],
+                                                       reference) for _ in range(draws)]))
 
 
 def bootstrap_fdd_standard_error(generated, reference, *, rounds=100, seed=0):
@@ -170,23 +182,23 @@ class DigitQuality:
     def evaluate(self, images):
         """A JSON-ready dict: fdd, kid, kid_se, precision, recall, the mode coverage numbers, fdd_floor,
         blur_equivalent_px (None: blurrier than the ladder's last point), sharpness and sharpness_blur_px, the
-        yardsticks, and the count they were measured at (`yardstick_count`, with the samples' FDD at that count:
-        the first of them when there are more samples than real training images)."""
+        yardsticks, and the count they were measured at (`yardstick_count`, with the samples' FDD at that count,
+        `fdd_at_count`, from which blur_equivalent_px is read)."""
         generated = self.features(images)
         if not np.all(np.isfinite(generated.features)):
             raise ValueError("the classifier's features of these images are not finite")
         count = min(len(generated.features), len(self.floor_images))
         yardsticks = self.yardsticks(count)
         numbers = compare_features(generated.features, self._reference)
-        fdd_at_count = (numbers["fdd"] if count == len(generated.features)
-                        else frechet_distance_of_features(generated.features[:count], self._reference))
+        equal_count_fdd = (numbers["fdd"] if count == len(generated.features)
+                           else fdd_at_count(generated.features, self._reference, count))
         coverage = modes.mode_coverage(generated.mode_ids, num_modes=generated.num_modes,
                                        confidences=generated.confidences)
         steps = [("floor", 0.0)] + [(f"blur_{px:g}", px) for px in BLUR_LADDER]
         sharpness = gradient_energy(images) / self._reference_energy
         return {**numbers, **coverage.summary(), "fdd_floor": yardsticks["floor"]["fdd"],
-                "yardstick_count": count, "fdd_at_yardstick_count": fdd_at_count,
-                "blur_equivalent_px": blur_equivalent(fdd_at_count,
+                "yardstick_count": count, "fdd_at_yardstick_count": equal_count_fdd,
+                "blur_equivalent_px": blur_equivalent(equal_count_fdd,
                                                       [(px, yardsticks[name]["fdd"]) for name, px in steps]),
                 "sharpness": sharpness,
                 "sharpness_blur_px": blur_equivalent(-sharpness,
