@@ -143,14 +143,15 @@ class SamplerSettings:
 
 
 def carried_step_size(run_settings, chosen, schedule):
-    """The run's step size carried to `chosen`'s levels (same sampler) with sigmas.extrapolate_step_size,
-    the number of steps per trained interval standing in for n_sigma."""
+    """The run's step size carried to `chosen`'s levels (same sampler) with sigmas.extrapolate_step_size: the
+    number of steps per trained interval stands in for n_sigma and each setting's own last level for sigma_L."""
     if chosen.sampler != run_settings.sampler:
         raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}, only to other "
                          f"{run_settings.sampler} levels: give a number")
     return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
                                             n_from=run_settings.density(schedule), n_to=chosen.density(schedule),
-                                            sigma_end=schedule.sigma_end)
+                                            sigma_end=run_settings.sampling_sigmas(schedule)[-1],
+                                            sigma_end_to=chosen.sampling_sigmas(schedule)[-1])
 
 
 def initial_value(seeds, example_shape, source):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,18 @@ def test_refining_with_n_sigma_and_coarsening_with_num_steps_carry_the_step_size
     refined = sampling.SamplerSettings(sampler="cas", n_sigma=3, step_size=RUN.step_size)
     expected = sigmas.extrapolate_step_size(RUN.step_size, sampler="cas", n_from=1, n_to=3, sigma_end=0.02)
     assert sampling.carried_step_size(RUN, refined, SCHEDULE) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("sampler", ["als", "cas"])
+def test_a_carried_step_size_keeps_eta_on_each_settings_own_last_level(sampler):
+    """ALS and CAS step with eta = eps / sigma^2 of the last level they visit: at the same density (39 steps per
+    39 trained intervals), a carried step size keeps eta whether that level is sigma_end or a higher sigma_min."""
+    run = sampling.SamplerSettings(sampler=sampler, step_size=1.5e-4)
+    raised = sampling.SamplerSettings(sampler=sampler, num_steps=40, spacing="rho", sigma_min=0.03)
+    carried = sampling.carried_step_size(run, raised, SCHEDULE)
+    assert carried / 0.03**2 == pytest.approx(1.5e-4 / 0.02**2)
+    back = sampling.carried_step_size(dataclasses.replace(raised, step_size=carried), run, SCHEDULE)
+    assert back == pytest.approx(1.5e-4)
 
 
 @pytest.mark.parametrize("settings, message", [
