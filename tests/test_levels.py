@@ -107,3 +107,14 @@ def test_a_sampler_variant_reads_its_fields_and_carries_the_step_size_from_the_t
                           ("cas:num_steps=50", "exceeds the 40 trained levels")):
         with pytest.raises(common.UserError, match=message):
             common.parse_sampler_variant(text, run, SCHEDULE)
+
+
+@pytest.mark.parametrize("sampler", ["als", "cas"])
+def test_a_sampler_variant_carries_the_run_step_size_from_the_run_density(sampler):
+    from asm_tf.cli import common
+
+    tuned = sigmas.extrapolate_step_size(1.5e-4, sampler=sampler, n_from=1, n_to=5, sigma_end=0.02)
+    run = sampling.SamplerSettings(sampler=sampler, n_sigma=5, step_size=tuned)
+    assert common.parse_sampler_variant(f"{sampler}:n_sigma=5", run, SCHEDULE).step_size == pytest.approx(tuned)
+    one = common.parse_sampler_variant(sampler, run, SCHEDULE)
+    assert (one.n_sigma, one.step_size) == (1, pytest.approx(1.5e-4))

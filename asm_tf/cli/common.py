@@ -94,10 +94,12 @@ def parse_seeds(text):
 
 
 def parse_sampler_variant(text, run_settings, schedule):
-    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings on top of the run's.
+    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings: those fields, the
+    run's noise_first, the trained ladder with one step per level for the fields not given.
 
-    An ALS or CAS step size (the variant's step_size, else the run's) is read as tuned on the trained ladder with
-    one step per level and carried to the variant's levels with sampling.carried_step_size.
+    ALS and CAS carry a step size to the variant's levels (sampling.carried_step_size): the variant's step_size,
+    read as tuned on the trained ladder with one step per level, or else the run's, read on the run's own levels
+    (its n_sigma or num_steps).
     """
     from asm_tf import sampling  # the command-line tools that do not sample need no TensorFlow graph code
 
@@ -115,9 +117,15 @@ def parse_sampler_variant(text, run_settings, schedule):
             fields[key] = kind(value)
         except ValueError:
             raise UserError(f"sampler variant {text!r}: {key}={value!r} is not a number") from None
+    step_size = fields.pop("step_size", None)
     try:
-        base = sampling.SamplerSettings(sampler=name, step_size=fields.pop("step_size", run_settings.step_size),
-                                        noise_first=run_settings.noise_first)  # the trained ladder, n_sigma 1
-        return base.override(schedule, step_size="auto", **fields)
+        variant = sampling.SamplerSettings(sampler=name, noise_first=run_settings.noise_first, **fields)
+        if name in sampling.ODE_SAMPLERS:
+            return variant
+        if step_size is None and name == run_settings.sampler:
+            tuned = run_settings
+        else:
+            tuned = sampling.SamplerSettings(sampler=name, step_size=step_size or run_settings.step_size)
+        return dataclasses.replace(variant, step_size=sampling.carried_step_size(tuned, variant, schedule))
     except ValueError as error:
         raise UserError(f"sampler variant {text!r}: {error}") from None
