@@ -31,7 +31,9 @@ def define_sampler_flags():
     flags.DEFINE_enum("spacing", None, ["ladder", "rho"], "Levels for --num_steps: 'ladder' sub-samples the trained "
                       "ladder (the default), 'rho' takes EDM's rho schedule between its ends.")
     flags.DEFINE_float("rho", None, "rho of --spacing=rho (default 7).")
-    flags.DEFINE_float("churn", None, "EDM's S_churn for euler and heun: noise added before each step (default 0).")
+    flags.DEFINE_float("churn", None, "EDM's S_churn for euler and heun (default 0): before each of the N steps, the "
+                       "final denoising included, sigma rises to sigma (1 + min(S_churn / N, sqrt(2) - 1)), at most "
+                       "the first level, with fresh noise.")
     flags.DEFINE_float("eta", None, "DDIM's eta for euler, 0 (deterministic, the default) to 1 (ancestral).")
 
 
