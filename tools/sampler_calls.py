@@ -51,7 +51,7 @@ def evaluate_variant(loaded, quality, text, seeds, batch_size, path, picture):
     if os.path.exists(path):
         with open(path) as f:
             report = json.load(f)
-        return {**report, "family": family(sampling.SamplerSettings(**report["settings"]))}
+        return {**report, "family": family(sampling.SamplerSettings.defaults(**report["settings"]))}
     schedule = loaded.experiment.schedule
     settings = common.parse_sampler_variant(text, loaded.sampler_settings, schedule)
     sampler = sampling.make_sampler(loaded.score_model, schedule, settings, loaded.experiment.data)

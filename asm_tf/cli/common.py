@@ -96,12 +96,13 @@ def parse_seeds(text):
 
 
 def parse_sampler_variant(text, run_settings, schedule):
-    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings: those fields, the
-    run's noise_first, the trained ladder with one step per level for the fields not given.
+    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings: those fields, the run's
+    noise_first, and SamplerSettings' defaults for the others (the trained ladder, one step per level, no ODE
+    noise), whatever the run's config.gin binds.
 
     ALS and CAS carry a step size to the variant's levels (sampling.carried_step_size): the variant's step_size,
-    read as tuned on the trained ladder with one step per level, or else the run's, read on the run's own levels
-    (its n_sigma or num_steps).
+    read as tuned on the trained ladder with one step per level, or else the run's for that sampler
+    (SamplerSettings.with_sampler), read on the run's own levels (its n_sigma or num_steps).
     """
     from asm_tf import sampling  # the command-line tools that do not sample need no TensorFlow graph code
 
@@ -121,13 +122,11 @@ def parse_sampler_variant(text, run_settings, schedule):
             raise UserError(f"sampler variant {text!r}: {key}={value!r} is not a number") from None
     step_size = fields.pop("step_size", None)
     try:
-        variant = sampling.SamplerSettings(sampler=name, noise_first=run_settings.noise_first, **fields)
+        variant = sampling.SamplerSettings.defaults(sampler=name, noise_first=run_settings.noise_first, **fields)
         if name in sampling.ODE_SAMPLERS:
             return variant
-        if step_size is None and name == run_settings.sampler:
-            tuned = run_settings
-        else:
-            tuned = sampling.SamplerSettings(sampler=name, step_size=step_size or run_settings.step_size)
+        tuned = (run_settings.with_sampler(name) if step_size is None
+                 else sampling.SamplerSettings.defaults(sampler=name, step_size=step_size))
         return dataclasses.replace(variant, step_size=sampling.carried_step_size(tuned, variant, schedule))
     except ValueError as error:
         raise UserError(f"sampler variant {text!r}: {error}") from None
