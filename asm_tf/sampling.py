@@ -201,8 +201,8 @@ def carried_step_size(run_settings, chosen, schedule):
                          f"{run_settings.sampler} levels")
     return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
                                             n_from=run_settings.density(schedule), n_to=chosen.density(schedule),
-                                            sigma_end=run_settings.sampling_sigmas(schedule)[-1],
-                                            sigma_end_to=chosen.sampling_sigmas(schedule)[-1])
+                                            sigma_end=float(run_settings.sampling_sigmas(schedule)[-1]),
+                                            sigma_end_to=float(chosen.sampling_sigmas(schedule)[-1]))
 
 
 def initial_value(seeds, example_shape, source):
