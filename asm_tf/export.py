@@ -65,8 +65,8 @@ class WeightsModule(tf.Module):
 class Signatures:
     """The serving signatures of one run (see the module docstring), traced once as concrete functions.
 
-    `settings` (n_sigma and step size, run with CAS) drive serving_default and inpaint; `max_images`
-    bounds the number of examples per request.
+    `settings` (n_sigma and CAS step size, `SamplerSettings.as_cas`) drive serving_default and inpaint;
+    `max_images` bounds the number of examples per request.
     """
 
     def __init__(self, score_model, schedule, source, settings, max_images=64):

@@ -17,13 +17,15 @@ from typing import Optional
 import gin
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from asm_tf import levels as levels_lib
 from asm_tf import noise, ode, progress, score
 from asm_tf import sigmas as sigmas_lib
 
-SAMPLERS = ("als", "cas", "euler", "heun")
+STEP_SAMPLERS = ("als", "cas")
 ODE_SAMPLERS = ("euler", "heun")
+SAMPLERS = STEP_SAMPLERS + ODE_SAMPLERS
 
 
 @gin.configurable
@@ -36,11 +38,17 @@ class SamplerSettings:
     between `sigma_max` and `sigma_min` (default: the ladder's ends; any level in between is valid because the
     networks never see a level index). `step_size` and `noise_first` concern ALS and CAS; `churn` and `eta`
     add noise to the ODE samplers (asm_tf.ode).
+
+    `step_size` is the configured sampler's on these levels; `cas_step_size` and `als_step_size` give CAS's and
+    ALS's on the same levels for a switch to them (`with_sampler`: export and inpainting run CAS, asm-sample
+    --sampler, the tools' variants), since the paper tunes the two separately.
     """
 
     sampler: str = "cas"
     n_sigma: int = 1
     step_size: float = 5.6e-6
+    cas_step_size: Optional[float] = None
+    als_step_size: Optional[float] = None
     noise_first: bool = False
     num_steps: Optional[int] = None
     spacing: str = "ladder"
@@ -57,6 +65,14 @@ class SamplerSettings:
             raise ValueError(f"n_sigma must be at least 1, got {self.n_sigma}")
         if not self.step_size > 0:
             raise ValueError(f"step size must be positive, got {self.step_size}")
+        for name in STEP_SAMPLERS:
+            own = getattr(self, f"{name}_step_size")
+            if own is not None and not own > 0:
+                raise ValueError(f"{name}_step_size must be positive, got {own}")
+        own = getattr(self, f"{self.sampler}_step_size", None)  # None for the ODE samplers
+        if own not in (None, self.step_size):
+            raise ValueError(f"{self.sampler}_step_size {own:g} differs from step_size {self.step_size:g}, the "
+                             "configured sampler's: give one of them")
         if self.spacing not in levels_lib.SPACINGS:
             raise ValueError(f"spacing must be one of {levels_lib.SPACINGS}, got {self.spacing!r}")
         if self.num_steps is not None and self.num_steps < 2:
@@ -77,24 +93,58 @@ class SamplerSettings:
         if self.eta and self.sampler != "euler":
             raise ValueError(f"eta applies to the euler sampler (heun takes churn), not {self.sampler}")
 
+    @classmethod
+    def defaults(cls, **fields):
+        """SamplerSettings with `fields` and the class defaults for the others, whatever gin binds (a plain
+        SamplerSettings(...) takes the bindings of a parsed config.gin for the fields it is not given)."""
+        return cls(**{**{field.name: field.default for field in dataclasses.fields(cls)}, **fields})
+
     def override(self, schedule=None, **fields):
         """These settings with the `fields` that are not None (a command's flags left unset keep these values).
 
-        step_size="auto" carries this ALS or CAS step size, tuned for these settings' levels, to the new ones
-        (`carried_step_size`; it needs the run's `schedule`); the ODE samplers take no step size.
+        A new sampler comes with its own step size (`with_sampler`) unless `step_size` is given. step_size="auto"
+        carries that sampler's step size on these settings' levels to the new ones (`carried_step_size`; it
+        needs the run's `schedule`); the ODE samplers take no step size.
         """
         changes = {name: value for name, value in fields.items() if value is not None}
-        carry = changes.get("step_size") == "auto"
-        if carry:
-            del changes["step_size"]
-        chosen = dataclasses.replace(self, **changes)
+        step_size = changes.pop("step_size", None)
+        carry = step_size == "auto"
+        tuned = self.with_sampler(changes.pop("sampler", self.sampler), step_size=None if carry else step_size)
+        chosen = dataclasses.replace(tuned, **changes)
         if not carry or chosen.sampler in ODE_SAMPLERS:
             return chosen
-        return dataclasses.replace(chosen, step_size=carried_step_size(self, chosen, schedule))
+        return dataclasses.replace(chosen, step_size=carried_step_size(tuned, chosen, schedule))
+
+    def with_sampler(self, sampler, *, step_size=None):
+        """These settings, on the same levels, run by `sampler`.
+
+        ALS and CAS take `step_size` if given, else their own (`step_size` if configured, else `cas_step_size` or
+        `als_step_size`), else these settings' `step_size` as is, said in a log line; they drop the ODE samplers'
+        churn and eta. The step size left behind stays as `{old sampler}_step_size`: a switch back restores it.
+        """
+        fields = {"sampler": sampler}
+        if sampler != self.sampler and self.sampler in STEP_SAMPLERS:
+            fields[f"{self.sampler}_step_size"] = self.step_size
+        if sampler in STEP_SAMPLERS:
+            own = self._own_step_size(sampler) if step_size is None else step_size
+            fields.update({"step_size": own, f"{sampler}_step_size": None, "churn": 0.0, "eta": 0.0})
+        elif step_size is not None:
+            fields["step_size"] = step_size
+        return dataclasses.replace(self, **fields)
+
+    def _own_step_size(self, sampler):
+        """`sampler`'s step size on these levels; without one, `step_size` as is, said in a log line."""
+        own = self.step_size if sampler == self.sampler else getattr(self, f"{sampler}_step_size")
+        if own is not None:
+            return own
+        logging.warning("%s takes the %s step size %g as is: no SamplerSettings.%s_step_size is configured (the "
+                        "paper tunes each sampler's step size separately)", sampler.upper(), self.sampler,
+                        self.step_size, sampler)
+        return self.step_size
 
     def as_cas(self):
-        """These settings with CAS as the sampler (and without the ODE samplers' noise): what serving runs."""
-        return dataclasses.replace(self, sampler="cas", churn=0.0, eta=0.0)
+        """These settings run by CAS (`with_sampler`): what serving and inpainting run."""
+        return self.with_sampler("cas")
 
     def label(self):
         """A short name of the settings for directories: cas_n1_eps0.00015, cas_L10_eps0.0003, heun_rho10."""
@@ -143,14 +193,16 @@ class SamplerSettings:
 
 
 def carried_step_size(run_settings, chosen, schedule):
-    """The run's step size carried to `chosen`'s levels (same sampler) with sigmas.extrapolate_step_size,
-    the number of steps per trained interval standing in for n_sigma."""
+    """The run's step size carried to `chosen`'s levels (same sampler) with sigmas.extrapolate_step_size: the
+    number of steps per trained interval stands in for n_sigma and each setting's own last level for sigma_L.
+    For another sampler, carry from `run_settings.with_sampler(chosen.sampler)`."""
     if chosen.sampler != run_settings.sampler:
         raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}, only to other "
-                         f"{run_settings.sampler} levels: give a number")
+                         f"{run_settings.sampler} levels")
     return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
                                             n_from=run_settings.density(schedule), n_to=chosen.density(schedule),
-                                            sigma_end=schedule.sigma_end)
+                                            sigma_end=float(run_settings.sampling_sigmas(schedule)[-1]),
+                                            sigma_end_to=float(chosen.sampling_sigmas(schedule)[-1]))
 
 
 def initial_value(seeds, example_shape, source):
@@ -329,7 +381,7 @@ def inpaint(score_model, source, levels, step_size, known, mask, seeds):
 def make_inpainter(score_model, schedule, settings, source):
     """A tf.function (known [N, ...] data space, mask [N, ...] bool, seeds [N]) -> (final, denoised) data space.
 
-    CAS with the settings' n_sigma and step size (whatever their sampler); see `inpaint`.
+    CAS with the settings' n_sigma and CAS step size (`SamplerSettings.as_cas`); see `inpaint`.
     """
     settings = settings.as_cas()
     settings.validate(schedule)

@@ -100,21 +100,24 @@ def cas_coefficients(step_size, sigmas):
     return float(eta), levels_lib.cas_beta(eta, sigmas[:-1], sigmas[1:]).numpy()
 
 
-def extrapolate_step_size(step_size, *, sampler, n_from, n_to, sigma_end):
-    """Carries a step size tuned at `n_from` steps per level to `n_to` (docs/algorithm.md#step-size-extrapolation).
+def extrapolate_step_size(step_size, *, sampler, n_from, n_to, sigma_end, sigma_end_to=None):
+    """Carries a step size tuned at `n_from` steps per level on levels ending at `sigma_end` to `n_to` steps per
+    level on levels ending at `sigma_end_to` (default: `sigma_end`) (docs/algorithm.md#step-size-extrapolation).
 
-    ALS keeps eps * n_sigma fixed. CAS keeps the signal contraction per original level,
-    (1 - eta_n)^n constant: a reconstruction of the paper's Appendix B, not yet checked against its text.
+    Both samplers step with eta = eps / sigma^2 of their last level, so the rule carries eta: ALS keeps
+    eta * n_sigma fixed, CAS the signal contraction per original level, (1 - eta_n)^n: a reconstruction of the
+    paper's Appendix B, not yet checked against its text.
     """
+    eta_from = step_size / sigma_end**2
     if sampler == "als":
-        return step_size * n_from / n_to
-    if sampler == "cas":
-        eta_from = step_size / sigma_end**2
+        eta_to = eta_from * n_from / n_to
+    elif sampler == "cas":
         if not 0 < eta_from < 1:
             raise ValueError(f"CAS extrapolation needs 0 < eps / sigma_L^2 < 1, got {eta_from:.6g}")
         eta_to = 1.0 - (1.0 - eta_from) ** (n_from / n_to)
-        return sigma_end**2 * eta_to
-    raise ValueError(f"sampler must be 'als' or 'cas', got {sampler!r}")
+    else:
+        raise ValueError(f"sampler must be 'als' or 'cas', got {sampler!r}")
+    return (sigma_end if sigma_end_to is None else sigma_end_to)**2 * eta_to
 
 
 def check_trained_range(levels, schedule, rtol=1e-6):

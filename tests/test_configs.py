@@ -24,12 +24,21 @@ def test_config_parses_and_builds(path):
     name = os.path.basename(path)
     assert tuple(experiment.data.example_shape) == SHAPES[name.split("_")[0].removesuffix(".gin")]
     SamplerSettings().validate(experiment.schedule)
+    SamplerSettings().as_cas().validate(experiment.schedule)  # what asm-export serves
     assert float(optimizers.adam().learning_rate) > 0  # a learning-rate schedule's bindings resolve too
     if name.endswith("_adv.gin"):
         adversarial = gin.query_parameter("Trainer.adversarial").scoped_configurable_fn()
         assert isinstance(adversarial, Adversarial)
         assert adversarial.loss == ("LSGAN01" if name.startswith("toy2d") else "LSGAN")
         assert adversarial.d_steps == (2 if "unet" in name else 1)
+
+
+@pytest.mark.parametrize("name, cas, als", [("cifar10_ncsnv2.gin", 1.1e-6, 3.6e-6), ("cifar10_unet.gin", 1.05e-6, 4e-6),
+                                            ("church_ncsnv2.gin", 2.8e-6, 4.85e-6)])
+def test_the_paper_configs_carry_each_samplers_own_step_size(name, cas, als):
+    configuration.parse([os.path.join(os.path.dirname(__file__), "..", "gin_configs", name)])
+    settings = SamplerSettings()
+    assert (settings.as_cas().step_size, settings.with_sampler("als").step_size) == (cas, als)
 
 
 def test_every_image_config_has_an_adversarial_twin():

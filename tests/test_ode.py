@@ -1,8 +1,10 @@
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import levels, ode, sampling, sigmas
+from asm_tf import levels, noise, ode, sampling, score, sigmas
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.score import ScoreModel
@@ -68,6 +70,35 @@ def test_noise_changes_the_images_and_its_samplers_converge_to_the_data(noise):
     assert errors[1] < min(errors[0], 0.1), errors
     deterministic, _, _ = _gaussian_run(128, second_order)
     assert float(tf.reduce_mean(tf.abs(final - deterministic))) > 0.01
+
+
+def _edm_algorithm_2(score_model, x, seeds, sigmas, s_churn, second_order):
+    """Karras et al. 2022, Algorithm 2 (S_tmin 0, S_tmax inf, S_noise 1; t_0..t_{N-1} = sigmas, t_N = 0), with
+    ode.sample's noise draws and its one departure: t_hat never exceeds t_0, the highest trained level."""
+    t = [float(sigma) for sigma in sigmas] + [0.0]
+    gamma = min(s_churn / (len(t) - 1), math.sqrt(2) - 1)
+
+    def d(x, sigma):
+        return (x - score_model.denoise(x, score.batch_sigma(sigma, x))) / sigma
+
+    for i in range(len(t) - 1):
+        t_hat = min(t[i] * (1 + gamma), t[0])
+        x_hat = x + math.sqrt(t_hat**2 - t[i]**2) * noise.normal(noise.fold(seeds, 2 * i + 2), x.shape[1:])
+        x = x_hat + (t[i + 1] - t_hat) * d(x_hat, t_hat)
+        if second_order and t[i + 1] > 0:
+            x = x_hat + (t[i + 1] - t_hat) * 0.5 * (d(x_hat, t_hat) + d(x, t[i + 1]))
+    return x
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_churn_is_edm_s_churn(second_order):
+    """gamma = min(S_churn / N, sqrt(2) - 1) on each of the N steps, the last (the final denoising) included."""
+    start = MEAN + SIGMA_1 * tf.random.stateless_normal([64, 2], seed=[7, 8])
+    seeds = tf.range(64, dtype=tf.int64)
+    score_model, sigmas = ScoreModel(GaussianOracle()), levels.rho_spaced(SIGMA_1, SIGMA_L, 6, 7.0)
+    _, denoised = ode.sample(score_model, start, seeds, sigmas, second_order=second_order, churn=2.0)
+    expected = _edm_algorithm_2(score_model, start, seeds, sigmas, 2.0, second_order)
+    np.testing.assert_allclose(denoised, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_a_deterministic_image_depends_only_on_its_starting_state():

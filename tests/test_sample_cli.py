@@ -76,11 +76,15 @@ def test_sample_saves_a_trajectory_strip_with_an_extrapolated_step_size(workdir,
     np.testing.assert_array_equal(strip[8:16, 40:48], samples["final"][1])
 
 
-def test_auto_step_size_refuses_another_sampler_with_one_line(workdir):
-    result = sample_cli("--workdir", workdir, "--sampler", "als", "--step_size", "auto")
-    lines = [line for line in result.stderr.splitlines() if line.startswith("asm-sample")]
-    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
-    assert "a cas step size cannot be carried to als, only to other cas levels: give a number" in lines[0]
+def test_another_sampler_without_its_own_step_size_says_in_one_line_which_rule_chose_it(workdir, tmp_path):
+    out = str(tmp_path / "out")
+    result = sample_cli("--workdir", workdir, "--sampler", "als", "--step_size", "auto", "--seeds", "0-1",
+                        "--output_dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if "step size" in line]
+    assert len(lines) == 1 and "ALS takes the cas step size 0.002 as is: no SamplerSettings.als_step_size" in lines[0]
+    settings = json.load(open(os.path.join(out, "settings.json")))
+    assert (settings["sampler"], settings["n_sigma"], settings["step_size"]) == ("als", 2, pytest.approx(0.002))
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@
         --variant=als:step_size=1e-4 --variant=heun:num_steps=5,spacing=rho --output=docs/quickstart_samples.png
 
 Each --variant (default: cas and als) is SAMPLER[:FIELD=VALUE,...] as in tools/sampler_calls.py
-(asm_tf.cli.common.parse_sampler_variant; ALS and CAS step sizes default to the run's and are carried to the
-variant's levels). All run from the run's newest EMA weights. The picture shows the first `--show` seeds, a row
-of two grids per variant; the JSON line
-printed per variant (and written beside the picture) gives, for runs on the bundled digits, the FDD against
-the held-out digits with its floor and blur equivalent, the pixel sharpness, KID, precision/recall, modes
-covered, KL(classes || uniform) and the share of images classified with probability >= 0.9
-(`asm_tf.evaluation.digit_quality`; other runs get the picture only).
+(asm_tf.cli.common.parse_sampler_variant; ALS and CAS step sizes default to the run's, read on the run's own
+levels, and are carried to the variant's levels). All run from the run's newest EMA weights. The picture shows
+the first `--show` seeds, a row of two grids per variant; the JSON line printed per variant (and written beside
+the picture) gives, for runs on the bundled digits, the FDD against the held-out digits with its floor and blur
+equivalent, the pixel sharpness, KID, precision/recall, modes covered, KL(classes || uniform) and the share of
+images classified with probability >= 0.9 (`asm_tf.evaluation.digit_quality`; other runs get the picture only).
 """
 
 import argparse

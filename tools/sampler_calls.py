@@ -6,8 +6,11 @@ and a Markdown table.
         --variant=cas --variant=cas:num_steps=10 --variant=heun:num_steps=5,spacing=rho \
         --variant=als:step_size=1e-4 --reference=cas
 
-A variant is SAMPLER[:FIELD=VALUE,...] (asm_tf.cli.common.parse_sampler_variant): ALS and CAS step sizes are
-read as tuned on the trained ladder and carried to the variant's levels. The table marks the variants whose FDD
+A variant is SAMPLER[:FIELD=VALUE,...] (asm_tf.cli.common.parse_sampler_variant); the fields it does not give take
+SamplerSettings' defaults (the trained ladder, one step per level), not the run's. An ALS or CAS step size the
+variant gives is read as tuned on the trained ladder with one step per level, the run's (for that sampler:
+SamplerSettings.with_sampler) on the run's own levels (its n_sigma or num_steps); either is carried to the
+variant's levels. The table marks the variants whose FDD
 is at most the reference variant's FDD plus its standard error ("matches"), raw and denoised separately.
 """
 
@@ -50,7 +53,7 @@ def evaluate_variant(loaded, quality, text, seeds, batch_size, path, picture):
     if os.path.exists(path):
         with open(path) as f:
             report = json.load(f)
-        return {**report, "family": family(sampling.SamplerSettings(**report["settings"]))}
+        return {**report, "family": family(sampling.SamplerSettings.defaults(**report["settings"]))}
     schedule = loaded.experiment.schedule
     settings = common.parse_sampler_variant(text, loaded.sampler_settings, schedule)
     sampler = sampling.make_sampler(loaded.score_model, schedule, settings, loaded.experiment.data)

@@ -31,7 +31,9 @@ def define_sampler_flags():
     flags.DEFINE_enum("spacing", None, ["ladder", "rho"], "Levels for --num_steps: 'ladder' sub-samples the trained "
                       "ladder (the default), 'rho' takes EDM's rho schedule between its ends.")
     flags.DEFINE_float("rho", None, "rho of --spacing=rho (default 7).")
-    flags.DEFINE_float("churn", None, "EDM's S_churn for euler and heun: noise added before each step (default 0).")
+    flags.DEFINE_float("churn", None, "EDM's S_churn for euler and heun (default 0): before each of the N steps, the "
+                       "final denoising included, sigma rises to sigma (1 + min(S_churn / N, sqrt(2) - 1)), at most "
+                       "the first level, with fresh noise.")
     flags.DEFINE_float("eta", None, "DDIM's eta for euler, 0 (deterministic, the default) to 1 (ancestral).")
 
 
@@ -94,10 +96,13 @@ def parse_seeds(text):
 
 
 def parse_sampler_variant(text, run_settings, schedule):
-    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings on top of the run's.
+    """'SAMPLER[:FIELD=VALUE,...]' (fields of sampling.SamplerSettings) -> SamplerSettings: those fields, the run's
+    noise_first, and SamplerSettings' defaults for the others (the trained ladder, one step per level, no ODE
+    noise), whatever the run's config.gin binds.
 
-    An ALS or CAS step size (the variant's step_size, else the run's) is read as tuned on the trained ladder with
-    one step per level and carried to the variant's levels with sampling.carried_step_size.
+    ALS and CAS carry a step size to the variant's levels (sampling.carried_step_size): the variant's step_size,
+    read as tuned on the trained ladder with one step per level, or else the run's for that sampler
+    (SamplerSettings.with_sampler), read on the run's own levels (its n_sigma or num_steps).
     """
     from asm_tf import sampling  # the command-line tools that do not sample need no TensorFlow graph code
 
@@ -115,9 +120,13 @@ def parse_sampler_variant(text, run_settings, schedule):
             fields[key] = kind(value)
         except ValueError:
             raise UserError(f"sampler variant {text!r}: {key}={value!r} is not a number") from None
+    step_size = fields.pop("step_size", None)
     try:
-        base = sampling.SamplerSettings(sampler=name, step_size=fields.pop("step_size", run_settings.step_size),
-                                        noise_first=run_settings.noise_first)  # the trained ladder, n_sigma 1
-        return base.override(schedule, step_size="auto", **fields)
+        variant = sampling.SamplerSettings.defaults(sampler=name, noise_first=run_settings.noise_first, **fields)
+        if name in sampling.ODE_SAMPLERS:
+            return variant
+        tuned = (run_settings.with_sampler(name) if step_size is None
+                 else sampling.SamplerSettings.defaults(sampler=name, step_size=step_size))
+        return dataclasses.replace(variant, step_size=sampling.carried_step_size(tuned, variant, schedule))
     except ValueError as error:
         raise UserError(f"sampler variant {text!r}: {error}") from None

@@ -72,11 +72,14 @@ def seeds_from_flags():
 
 
 def sampler_settings(run, num_steps=None):
-    """The run's sampler settings with --sampler, --n_sigma, the level flags and `num_steps`; without
-    --step_sizes, an ALS or CAS step size is carried to `num_steps` levels."""
-    carry = num_steps is not None and not FLAGS.step_sizes
-    return run.sampler_settings.override(run.experiment.schedule, num_steps=num_steps,
-                                         step_size="auto" if carry else None, **common.sampler_overrides())
+    """The run's sampler settings with --sampler, --n_sigma, the level flags, `num_steps` and the first of
+    --step_sizes; without --step_sizes, an ALS or CAS step size is carried to `num_steps` levels."""
+    if FLAGS.step_sizes:
+        step_size = sweep.parse_step_sizes(FLAGS.step_sizes)[0]
+    else:
+        step_size = None if num_steps is None else "auto"
+    return run.sampler_settings.override(run.experiment.schedule, num_steps=num_steps, step_size=step_size,
+                                         **common.sampler_overrides())
 
 
 def parse_num_steps(text):
@@ -227,7 +230,7 @@ def run_samples_mode():
     arrays = storage.read_npz(paths[0])
     run = workdir.read_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     fields = {field.name for field in dataclasses.fields(sampling.SamplerSettings)}
-    settings = sampling.SamplerSettings(**{key: value for key, value in stored.items() if key in fields})
+    settings = sampling.SamplerSettings.defaults(**{key: value for key, value in stored.items() if key in fields})
     outputs = (arrays["final"], arrays["denoised"])
     run_and_report(run=run, settings=settings, seeds=arrays["seeds"].tolist(), checkpoints=[stored["step"]],
                    step_sizes=[settings.step_size], load_checkpoint=lambda step: lambda step_size: outputs)

@@ -19,7 +19,9 @@ flags.DEFINE_integer("checkpoint", None, "Checkpoint step to export (default: th
 flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
 flags.DEFINE_integer("max_images", 64, "Most examples one request may ask for; larger requests fail.")
 flags.DEFINE_integer("n_sigma", None, "CAS grid refinement of serving_default and inpaint (default: the run's).")
-flags.DEFINE_float("step_size", None, "CAS step size of serving_default and inpaint (default: the run's).")
+flags.DEFINE_float("step_size", None, "CAS step size of serving_default and inpaint (default: the run's CAS step "
+                   "size: step_size of a CAS run, else SamplerSettings.cas_step_size, else the run's step size as "
+                   "is, said in a log line).")
 
 INFO_FILE = os.path.join("assets.extra", "asm_export.json")
 
@@ -41,8 +43,8 @@ def model_name(name, workdir):
 
 
 def serving_settings(run_settings):
-    """CAS settings for serving_default and inpaint: the run's n_sigma and step size, with the flags applied."""
-    return run_settings.as_cas().override(n_sigma=FLAGS.n_sigma, step_size=FLAGS.step_size)
+    """CAS settings for serving_default and inpaint: the run's n_sigma and CAS step size, with the flags applied."""
+    return run_settings.override(sampler="cas", n_sigma=FLAGS.n_sigma, step_size=FLAGS.step_size)
 
 
 def write_info(path, loaded, settings):

@@ -52,8 +52,9 @@ def parse_levels(text, num_levels):
 
 
 def cas_settings(run_settings, step_size=None, n_sigma=None):
-    """The run's SamplerSettings as CAS, with the step size and n_sigma overridden when given."""
-    return run_settings.as_cas().override(step_size=step_size, n_sigma=n_sigma)
+    """The run's SamplerSettings as CAS (with its CAS step size, SamplerSettings.with_sampler), with the step size
+    and n_sigma overridden when given."""
+    return run_settings.override(sampler="cas", step_size=step_size, n_sigma=n_sigma)
 
 
 def make_cas(score_model, step_size, transform):
