@@ -14,13 +14,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 __version__ = "0.1.0"
 
 # What TensorFlow's C++ libraries print while loading, before their logging honours TF_CPP_MIN_LOG_LEVEL:
-# absl's banner and INFO lines such as the oneDNN notice (once per library, so twice).
-_START_UP_INFO = re.compile(rb"WARNING: All log messages before absl::InitializeLog\(\)|I\d{4} ")
+# absl's banner and INFO lines such as the oneDNN notice (once per library, so twice), and the universal wheel's
+# error line when it looks for a GPU on a machine without NVIDIA's driver (nothing is wrong: it runs on the CPU).
+_START_UP_INFO = re.compile(rb"WARNING: All log messages before absl::InitializeLog\(\)|I\d{4} "
+                            rb"|E\d{4} .*failed call to cuInit: .*(UNKNOWN ERROR \(303\)|CUDA_ERROR_NO_DEVICE)")
 
 
 def import_tensorflow_quietly():
-    """Imports TensorFlow, dropping the INFO lines its start-up prints whatever TF_CPP_MIN_LOG_LEVEL says
-    (unless that is 0); warnings, errors and anything else on stderr are passed on."""
+    """Imports TensorFlow and lists its devices, dropping the INFO lines its start-up prints whatever
+    TF_CPP_MIN_LOG_LEVEL says (unless that is 0) and the no-NVIDIA-driver line of a CPU machine; other warnings,
+    errors and anything else on stderr are passed on."""
     try:
         saved = None if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" else os.dup(2)
     except OSError:  # no stderr to filter
@@ -32,7 +35,8 @@ def import_tensorflow_quietly():
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401,F811
+            import tensorflow  # noqa: F811
+            tensorflow.config.list_physical_devices()  # looks for GPUs now, while the start-up lines are filtered
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
