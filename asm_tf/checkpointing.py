@@ -1,5 +1,5 @@
-"""A training run's checkpoints: saving that loses nothing when storage fails, and restoring the newest
-readable checkpoint, the same one on every worker.
+"""Checkpoints: their names and listing, reading the newest readable one (or the one asked for), and a training
+run's checkpoints, saved so that nothing is lost when storage fails and restored the same on every worker.
 
 TensorFlow writes a checkpoint's files under temporary names and commits it by renaming its index and then
 rewriting the `checkpoint` list, so a crash during a save leaves the previous checkpoint listed and whole. A
@@ -16,6 +16,56 @@ import tempfile
 import tensorflow as tf
 
 from asm_tf import storage
+
+
+class DamagedCheckpointError(ValueError):
+    """The checkpoint asked for, or every checkpoint of a directory, cannot be read."""
+
+
+def checkpoint_path(directory, step):
+    """DIRECTORY/ckpt-STEP, the prefix of a checkpoint's files (tf.train.CheckpointManager's naming)."""
+    return os.path.join(directory, f"ckpt-{step}")
+
+
+def checkpoint_steps(directory):
+    """Steps of the checkpoints that the directory's checkpoint list names, oldest first."""
+    state = tf.train.get_checkpoint_state(directory)
+    paths = state.all_model_checkpoint_paths if state else []
+    return [int(path.rsplit("-", 1)[1]) for path in paths]
+
+
+def candidate_paths(directory, step=None):
+    """[the checkpoint of `step`], or every checkpoint of the directory newest first; a clear error if none."""
+    steps = checkpoint_steps(directory)
+    if step is None:
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {directory}: train first with asm-train")
+        return [checkpoint_path(directory, s) for s in reversed(steps)]
+    if not tf.io.gfile.exists(checkpoint_path(directory, step) + ".index"):
+        raise FileNotFoundError(f"no checkpoint at step {step} in {directory}; available: "
+                                f"{[os.path.basename(checkpoint_path(directory, s)) for s in steps] or 'none'}")
+    return [checkpoint_path(directory, step)]
+
+
+def read_checkpoint(checkpoint, directory, step=None, log=print):
+    """Reads `checkpoint` (a tf.train.Checkpoint) from the checkpoint of `step`, or from the newest readable
+    one of the directory, reporting each unreadable newer one through `log`; returns the path read.
+
+    Raises DamagedCheckpointError when the checkpoint of `step`, or every checkpoint, cannot be read.
+    """
+    failures, paths = [], candidate_paths(directory, step)
+    for index, path in enumerate(paths):
+        try:
+            checkpoint.read(path).assert_existing_objects_matched().expect_partial()
+            return path
+        except storage.CHECKPOINT_READ_ERRORS as error:
+            failures.append(storage.read_failure(path, error))
+        if step is not None:
+            others = [s for s in checkpoint_steps(directory) if s != step]
+            raise DamagedCheckpointError(f"{failures[0]}: choose another checkpoint (steps {others or 'none'})")
+        if index + 1 < len(paths):
+            log(f"warning: {failures[-1]}; using the checkpoint before it, {paths[index + 1]}")
+    raise DamagedCheckpointError(f"no readable checkpoint in {directory}: {'; '.join(failures)}")
 
 
 class TrainingCheckpoints:
@@ -47,14 +97,14 @@ class TrainingCheckpoints:
         return self.manager.latest_checkpoint
 
     def path(self, step):
-        return os.path.join(self.manager.directory, f"ckpt-{step}")
+        return checkpoint_path(self.manager.directory, step)
 
     def _restore_step(self, step):
         """Restores the checkpoint of `step` (and this worker's input position); the error if it cannot be read."""
         try:
             self.checkpoint.restore(self.path(step)).assert_existing_objects_matched()
             if self.input_manager:
-                path = os.path.join(self.input_manager.directory, f"ckpt-{step}")
+                path = checkpoint_path(self.input_manager.directory, step)
                 self.input_manager.checkpoint.restore(path).assert_existing_objects_matched()
         except storage.CHECKPOINT_READ_ERRORS as error:
             return error
@@ -108,7 +158,7 @@ class TrainingCheckpoints:
 
     def _write(self, step):
         if self.input_manager:
-            with storage.writing(os.path.join(self.input_manager.directory, f"ckpt-{step}"), "checkpoint"):
+            with storage.writing(checkpoint_path(self.input_manager.directory, step), "checkpoint"):
                 self.input_manager.save(checkpoint_number=step)
         if self.workers.is_chief:
             self._save_or_clean_up(step)

@@ -1,6 +1,6 @@
 """The one place where gin configuration is registered and parsed, for every command and tool.
 
-Commands parse once at the top (`parse`, or `workdir.parse_run_config` for a trained run) and then build
+Commands parse once at the top (`parse`, or `run_loading.parse_run_config` for a trained run) and then build
 their objects from it and hand them down; nothing below reads gin's tables.
 """
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import noise
-from asm_tf import workdir as workdir_lib
+from asm_tf import noise, run_loading
 from conftest import write_untrained_run
 from asm_tf.data import digits
 from asm_tf.evaluation import ideal, level_diagnosis
@@ -103,7 +102,7 @@ def test_diagnose_levels_end_to_end(tmp_path, clean_gin, capsys):
     assert "worst class" in capsys.readouterr().out
 
     # The MSEs are those of the EDS and of the posterior mean on the stateless noisy test digits.
-    loaded = workdir_lib.load_run(workdir)
+    loaded = run_loading.load_run(workdir)
     row = report["levels"][0]
     clean = digits.load_digits("test")[0][:MAX_IMAGES]
     noisy = clean + row["sigma"] * noise.normal(noise.fold(np.arange(MAX_IMAGES), 0), clean.shape[1:]).numpy()
@@ -116,6 +115,6 @@ def test_diagnose_levels_end_to_end(tmp_path, clean_gin, capsys):
 def test_a_run_on_other_data_is_refused(tmp_path, clean_gin):
     workdir = _write_run(tmp_path / "points_run", POINTS_RUN)
     with pytest.raises(ValueError, match="needs the digits data"):
-        level_diagnosis.diagnose(workdir_lib.load_run(workdir))
+        level_diagnosis.diagnose(run_loading.load_run(workdir))
     with pytest.raises(SystemExit, match="needs the digits data"):
         diagnose_levels.main(["--workdir", workdir])

@@ -16,8 +16,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
-from asm_tf import export, sampling, sigmas
-from asm_tf import workdir as workdir_lib
+from asm_tf import export, run_loading, sampling, sigmas
 from conftest import run_cli, write_untrained_run
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
@@ -213,7 +212,7 @@ def exported(workdir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(workdir):
-    run = workdir_lib.load_run(workdir)
+    run = run_loading.load_run(workdir)
     yield run
     gin.clear_config()
 

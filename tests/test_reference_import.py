@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 import torch
 
-from asm_tf import storage, workdir as workdir_lib
+from asm_tf import run_loading, storage, workdir as workdir_lib
 from asm_tf.reference import files, importer
 from conftest import REPO, run_cli
 from tools.reference_fixtures import fixture_values, rebuild_checkpoint
@@ -53,7 +53,7 @@ def relative_error(output, reference):
 def test_imported_networks_give_the_reference_outputs(case, tmp_path, tmp_path_factory):
     arrays = expected(case)
     report = importer.import_checkpoint(checkpoint_of(case, tmp_path_factory), config_of(case), str(tmp_path / "run"))
-    run = workdir_lib.load_run(str(tmp_path / "run"))  # what asm-sample, asm-export and asm-eval read
+    run = run_loading.load_run(str(tmp_path / "run"))  # what asm-sample, asm-export and asm-eval read
     x = tf.constant(arrays["x"])
     assert run.step == int(arrays["step"]) == report.step
     ema_output = run.score_model.network(x).numpy()
@@ -84,7 +84,7 @@ def test_the_unet_skips_only_its_unused_time_embedding(tmp_path, tmp_path_factor
 def test_the_configuration_follows_config_yml(tmp_path, tmp_path_factory):
     importer.import_checkpoint(checkpoint_of("cifar10_unet", tmp_path_factory), config_of("cifar10_unet"),
                                str(tmp_path / "unet"))
-    run = workdir_lib.read_run_config(str(tmp_path / "unet"))
+    run = run_loading.read_run_config(str(tmp_path / "unet"))
     schedule, settings = run.experiment.schedule, run.sampler_settings
     assert (schedule.sigma_begin, schedule.sigma_end, schedule.num_levels) == (50.0, 0.01, 232)
     assert run.experiment.ema_rate == 0.9999 and run.experiment.data.example_shape == (32, 32, 3)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import configuration, export, sampling, storage, summaries, training, workdir as workdir_lib
+from asm_tf import configuration, export, run_loading, sampling, storage, summaries, training, workdir as workdir_lib
 from asm_tf.evaluation import sweep
 from conftest import run_cli
 
@@ -75,7 +75,7 @@ def test_train_resume_sample_export_and_evaluate_on_ram(ram_workdir):
     resumed = training.Trainer(workdir, tf.distribute.get_strategy(), num_steps=30)
     assert resumed.checkpoints.restore(log=lambda _: None) == 20
 
-    loaded = workdir_lib.load_run(workdir, log=lambda _: None)
+    loaded = run_loading.load_run(workdir, log=lambda _: None)
     settings = loaded.sampler_settings
     sampler = sampling.make_sampler(loaded.score_model, loaded.experiment.schedule, settings, loaded.experiment.data)
     final, denoised = sampling.sample_in_batches(sampler, range(8), 8, log=io.StringIO())

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from asm_tf import workdir as workdir_lib
+from asm_tf import run_loading
 from asm_tf import sampling, sigmas
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
@@ -98,10 +98,10 @@ def moved_run(tmp_path):
 def test_bindings_apply_on_top_of_the_saved_config_without_changing_it(moved_run):
     workdir, binding = moved_run
     config = open(os.path.join(workdir, "config.gin")).read()
-    assert "image folder" in workdir_lib.load_run(workdir).experiment.data.missing  # sampling needs no data
-    assert workdir_lib.load_run(workdir, bindings=[binding]).experiment.data.num_examples == 4
+    assert "image folder" in run_loading.load_run(workdir).experiment.data.missing  # sampling needs no data
+    assert run_loading.load_run(workdir, bindings=[binding]).experiment.data.num_examples == 4
     with pytest.raises(ValueError, match="bad gin binding in \\['NoSuchThing.x = 1'\\]: No configurable matching"):
-        workdir_lib.parse_run_config(workdir, ["NoSuchThing.x = 1"])
+        run_loading.parse_run_config(workdir, ["NoSuchThing.x = 1"])
     gin.clear_config()
     assert open(os.path.join(workdir, "config.gin")).read() == config
 

@@ -21,7 +21,7 @@ import sys
 import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
 import matplotlib.pyplot as plt
 
-from asm_tf import sampling, summaries, workdir
+from asm_tf import run_loading, sampling, summaries
 from asm_tf.cli import common
 from asm_tf.evaluation import digit_quality, modes
 
@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--output", default=None, help="PNG path (default: WORKDIR/compare_samplers.png)")
     args = parser.parse_args()
     try:
-        loaded = workdir.load_run(args.workdir)
+        loaded = run_loading.load_run(args.workdir)
         seeds = common.parse_seeds(args.seeds)
         results = sample_variants(loaded, seeds, args.variant or ["cas", "als"], batch_size=args.batch_size)
     except (common.UserError, ValueError, FileNotFoundError) as error:

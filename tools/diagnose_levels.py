@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from asm_tf import workdir  # noqa: E402
+from asm_tf import run_loading, workdir  # noqa: E402
 from asm_tf.evaluation import level_diagnosis, modes  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def main(argv=None):
     parser.add_argument("--output", help="PNG path (default: WORKDIR/eval/diagnose_levels.png); JSON beside it")
     args = parser.parse_args(argv)
     try:
-        loaded = workdir.load_run(args.workdir, args.step)
+        loaded = run_loading.load_run(args.workdir, args.step)
         report = level_diagnosis.diagnose(loaded, levels=args.levels, step_size=args.step_size,
                                           n_sigma=args.n_sigma, max_images=args.max_images,
                                           batch_size=args.batch_size)

@@ -27,7 +27,7 @@ import time
 import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
 import matplotlib.pyplot as plt
 
-from asm_tf import sampling, summaries, workdir
+from asm_tf import run_loading, sampling, summaries
 from asm_tf.cli import common
 from asm_tf.evaluation import digit_quality, modes
 
@@ -128,7 +128,7 @@ def main():
         sys.exit(f"error: --reference={args.reference} is not one of the --variant values")
     os.makedirs(os.path.join(args.output_dir, "pictures"), exist_ok=True)
     try:
-        loaded = workdir.load_run(args.workdir)
+        loaded = run_loading.load_run(args.workdir)
         seeds = common.parse_seeds(args.seeds)
         quality = digit_quality.for_data(loaded.experiment.data, modes.load_classifier(), log=lambda m: None)
         reports = []

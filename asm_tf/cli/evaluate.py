@@ -19,7 +19,7 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from asm_tf import sampling, storage, workdir
+from asm_tf import run_loading, sampling, storage, workdir
 from asm_tf.cli import common
 from asm_tf.data import toy2d as toy_data
 from asm_tf.evaluation import digit_quality, fid, modes, sweep
@@ -133,7 +133,7 @@ def checkpoint_loader(run, settings, seeds, loaded_runs):
     """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep, restoring `run`'s
     checkpoints (`loaded_runs`: {step: LoadedRun} already restored)."""
     def load_checkpoint(step):
-        loaded = loaded_runs.get(step) or workdir.restore(run, FLAGS.workdir, step)
+        loaded = loaded_runs.get(step) or run_loading.restore(run, FLAGS.workdir, step)
 
         def sample(step_size):
             step_settings = dataclasses.replace(settings, step_size=step_size)
@@ -194,12 +194,12 @@ def run_and_report(*, run, settings, seeds, checkpoints, step_sizes, load_checkp
 
 def run_sweep_mode():
     seeds = seeds_from_flags()
-    run = workdir.read_run_config(FLAGS.workdir, FLAGS.gin_bindings)
+    run = run_loading.read_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     counts = parse_num_steps(FLAGS.num_steps)
     settings = [sampler_settings(run, count) for count in counts]  # bad settings fail before the slow part
     loaded_runs = {}
     if FLAGS.checkpoints == "latest":  # the newest readable one: a damaged newer one is reported and passed over
-        loaded = workdir.restore(run, FLAGS.workdir, log=lambda message: print(message, flush=True))
+        loaded = run_loading.restore(run, FLAGS.workdir, log=lambda message: print(message, flush=True))
         loaded_runs[loaded.step] = loaded
         checkpoints = [loaded.step]
     else:
@@ -228,7 +228,7 @@ def run_samples_mode():
                                "missing")
     stored = json.loads(storage.read_text(paths[1]))
     arrays = storage.read_npz(paths[0])
-    run = workdir.read_run_config(FLAGS.workdir, FLAGS.gin_bindings)
+    run = run_loading.read_run_config(FLAGS.workdir, FLAGS.gin_bindings)
     fields = {field.name for field in dataclasses.fields(sampling.SamplerSettings)}
     settings = sampling.SamplerSettings.defaults(**{key: value for key, value in stored.items() if key in fields})
     outputs = (arrays["final"], arrays["denoised"])
@@ -237,7 +237,7 @@ def run_samples_mode():
 
 
 def run_stats_mode():
-    source = workdir.read_run_config(FLAGS.workdir, FLAGS.gin_bindings).experiment.data
+    source = run_loading.read_run_config(FLAGS.workdir, FLAGS.gin_bindings).experiment.data
     if source.kind != "image":
         raise common.UserError(f"--mode=stats needs image data; {source.name} holds 2-D points")
     num_images = FLAGS.num_samples or source.num_examples

@@ -7,7 +7,7 @@ import re
 import tensorflow as tf
 from absl import flags
 
-from asm_tf import export, storage, workdir
+from asm_tf import export, run_loading, storage
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -67,7 +67,7 @@ def main(argv):
         raise common.UserError(f"--max_images must be at least 1, got {FLAGS.max_images}")
     base = os.path.join(FLAGS.export_dir, model_name(FLAGS.name, FLAGS.workdir))
     version_path(base, FLAGS.version)  # fail before the slow part
-    loaded = workdir.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
+    loaded = run_loading.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
     settings = serving_settings(loaded.sampler_settings)
     experiment = loaded.experiment
     settings.validate(experiment.schedule)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from absl import flags
 
-from asm_tf import sampling, storage, summaries, workdir
+from asm_tf import run_loading, sampling, storage, summaries, workdir
 from asm_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -138,7 +138,7 @@ def main(argv):
     if FLAGS.png_dir and len(set(seeds)) < len(seeds):
         raise common.UserError(f"--png_dir names each image by its seed: --seeds={FLAGS.seeds} repeats a seed")
     parse_step_size(FLAGS.step_size)  # before the slow part
-    run = workdir.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
+    run = run_loading.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
     schedule, source = run.experiment.schedule, run.experiment.data
     if FLAGS.png_dir and source.kind != "image":
         raise common.UserError(f"--png_dir writes images; this run's data ({source.name}) are 2-D points")

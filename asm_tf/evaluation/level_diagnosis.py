@@ -90,7 +90,7 @@ def summarise_returns(predicted, confidences, labels):
 
 
 def diagnose(loaded, *, levels=None, step_size=None, n_sigma=None, max_images=None, batch_size=500):
-    """The report of a digits run (see the module docstring) loaded with workdir.load_run: the ideal denoiser
+    """The report of a digits run (see the module docstring) loaded with run_loading.load_run: the ideal denoiser
     of its training split against its network; `levels` as parse_levels takes them."""
     source, schedule = loaded.experiment.data, loaded.experiment.schedule
     check_digits(source)
