@@ -11,7 +11,7 @@ and keeps both end points exactly.
 
 import tensorflow as tf
 
-SPACINGS = ("ladder", "rho")
+SAMPLER_SPACINGS = ("ladder", "rho")  # how a sampler picks the levels it visits
 
 
 def _float64(value):

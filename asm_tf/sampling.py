@@ -73,8 +73,8 @@ class SamplerSettings:
         if own not in (None, self.step_size):
             raise ValueError(f"{self.sampler}_step_size {own:g} differs from step_size {self.step_size:g}, the "
                              "configured sampler's: give one of them")
-        if self.spacing not in levels_lib.SPACINGS:
-            raise ValueError(f"spacing must be one of {levels_lib.SPACINGS}, got {self.spacing!r}")
+        if self.spacing not in levels_lib.SAMPLER_SPACINGS:
+            raise ValueError(f"spacing must be one of {levels_lib.SAMPLER_SPACINGS}, got {self.spacing!r}")
         if self.num_steps is not None and self.num_steps < 2:
             raise ValueError(f"num_steps must be at least 2 (the first and the last level), got {self.num_steps}")
         if self.spacing == "rho" and self.num_steps is None:
@@ -178,7 +178,7 @@ class SamplerSettings:
             return ode.network_calls(count, self.sampler == "heun")
         return count * (self.n_sigma if self.sampler == "als" else 1)
 
-    def density(self, schedule):
+    def steps_per_interval(self, schedule):
         """Steps per interval of the trained ladder: n_sigma (ALS, CAS) scaled by the levels visited."""
         intervals = (len(self.sampling_sigmas(schedule)) - 1) / (schedule.num_levels - 1)
         return intervals * (self.n_sigma if self.sampler == "als" else 1)
@@ -200,7 +200,7 @@ def carried_step_size(run_settings, chosen, schedule):
         raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}, only to other "
                          f"{run_settings.sampler} levels")
     return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
-                                            n_from=run_settings.density(schedule), n_to=chosen.density(schedule),
+                                            n_from=run_settings.steps_per_interval(schedule), n_to=chosen.steps_per_interval(schedule),
                                             sigma_end=float(run_settings.sampling_sigmas(schedule)[-1]),
                                             sigma_end_to=float(chosen.sampling_sigmas(schedule)[-1]))
 

@@ -13,13 +13,13 @@ import numpy as np
 
 from asm_tf import levels as levels_lib
 
-SPACINGS = ("geometric", "linear")
+LADDER_SPACINGS = ("geometric", "linear")  # how the trained noise levels are spaced
 
 
 def _check_ladder(sigma_begin, sigma_end, num_levels, spacing="geometric"):
     """Raises ValueError unless the arguments describe a ladder of at least 2 decreasing positive levels."""
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if spacing not in LADDER_SPACINGS:
+        raise ValueError(f"spacing must be one of {LADDER_SPACINGS}, got {spacing!r}")
     if not sigma_begin > sigma_end > 0:
         raise ValueError(f"need sigma_begin > sigma_end > 0, got {sigma_begin} and {sigma_end}")
     if num_levels < 2:

@@ -57,8 +57,13 @@ class _UpdateResult(NamedTuple):
     fakes: Any
 
 
+# Noise draws of a step (asm_tf.noise keys them per example): the score step's, then one per discriminator step.
+SCORE_DRAW = 0
+FIRST_DISCRIMINATOR_DRAW = 1
+
+
 @dataclasses.dataclass
-class _Trained:
+class _TrainedNetwork:
     """A trained network's optimizer and the bookkeeping of its guarded updates."""
 
     prefix: str  # of its metric names: "" for the score network, "d_" for the discriminator
@@ -155,7 +160,7 @@ class Trainer:
                                  sampler_settings=self.sampler_settings, data=data, count=num_preview, seed=seed)
 
     def _trained(self, prefix, network, optimizer, gradients, loss_name, scaled, after_update=lambda: None):
-        return _Trained(prefix=prefix, variables=network.trainable_variables, optimizer=optimizer,
+        return _TrainedNetwork(prefix=prefix, variables=network.trainable_variables, optimizer=optimizer,
                         gradients=tf.function(gradients, jit_compile=True) if self.jit_compile else gradients,
                         loss_name=loss_name,
                         skipped=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{prefix}skipped_updates"),
@@ -289,14 +294,14 @@ class Trainer:
         after = bool(self.adversarial) and self.adversarial.fakes == "score_step"
         updates, fakes = [], None
         if after:
-            updates.append(self._update(self.score_update, x, draw=0))
+            updates.append(self._update(self.score_update, x, draw=SCORE_DRAW))
             fakes = updates[-1].fakes
         for d_step in range(self.adversarial.d_steps if self.adversarial else 0):
             if d_step:
                 x, fakes = self._distribute(next(self.iterator)), None
-            updates.append(self._update(self.d_update, x, draw=1 + d_step, fakes=fakes))
+            updates.append(self._update(self.d_update, x, draw=FIRST_DISCRIMINATOR_DRAW + d_step, fakes=fakes))
         if not after:
-            updates.append(self._update(self.score_update, x, draw=0))
+            updates.append(self._update(self.score_update, x, draw=SCORE_DRAW))
         metrics = {name: value for update in updates for name, value in update.metrics.items()}
         return metrics, tf.reduce_any([update.nonfinite for update in updates])
 

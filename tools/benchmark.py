@@ -34,6 +34,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from asm_tf.experiment import parameter_count  # noqa: E402
 from asm_tf.sigmas import ladder  # noqa: E402
 
 MODELS = ("ncsnv2", "ncsnv2_deeper", "ncsnv2_deepest", "unet")
@@ -205,7 +206,7 @@ def benchmark(network, *, mode, batch_size, image_size, channels, warmup=2, step
     per_call = {"seconds_per_network_call": round(seconds / cas_levels, 4)} if mode == "cas" else {}
     return {**per_call,
         "mode": mode, "batch_size": batch_size, "image_size": image_size, "channels": channels,
-        "parameters": network.count_params(),
+        "parameters": parameter_count(network),
         "seconds_per_step": round(seconds, 4), "seconds_min": round(min(timing.wall), 4),
         "images_per_second": round(batch_size / seconds, 3),
         "gflops_per_image": round(flops_per_image / 1e9, 3),

@@ -35,7 +35,7 @@ def add_schedule_flags(parser):
     parser.add_argument("--sigma_begin", type=float, help="largest noise level sigma_1")
     parser.add_argument("--sigma_end", type=float, help="smallest noise level sigma_L")
     parser.add_argument("--num_levels", type=int, help="number of training noise levels L")
-    parser.add_argument("--spacing", choices=sigmas.SPACINGS, help="geometric (default) or linear")
+    parser.add_argument("--spacing", choices=sigmas.LADDER_SPACINGS, help="geometric (default) or linear")
 
 
 def schedule_from_flags(args):

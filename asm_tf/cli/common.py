@@ -37,9 +37,13 @@ def define_sampler_flags():
     flags.DEFINE_float("eta", None, "DDIM's eta for euler, 0 (deterministic, the default) to 1 (ancestral).")
 
 
-def sampler_overrides():
-    """{field: value} of the SAMPLER_FLAGS (None for those not given)."""
-    return {name: flags.FLAGS[name].value for name in SAMPLER_FLAGS}
+def settings_from_flags(run, *, num_steps=None, step_size=None):
+    """The run's sampler settings with the SAMPLER_FLAGS that were given, `num_steps` and `step_size` (None: the
+    run's; "auto": carried to the new settings) applied on top: the one translation of asm-sample's and asm-eval's
+    sampler flags."""
+    overrides = {name: flags.FLAGS[name].value for name in SAMPLER_FLAGS}
+    return run.sampler_settings.override(run.experiment.schedule, num_steps=num_steps, step_size=step_size,
+                                         **overrides)
 
 
 def run_app(program, main):

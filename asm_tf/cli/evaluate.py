@@ -78,8 +78,7 @@ def sampler_settings(run, num_steps=None):
         step_size = sweep.parse_step_sizes(FLAGS.step_sizes)[0]
     else:
         step_size = None if num_steps is None else "auto"
-    return run.sampler_settings.override(run.experiment.schedule, num_steps=num_steps, step_size=step_size,
-                                         **common.sampler_overrides())
+    return common.settings_from_flags(run, num_steps=num_steps, step_size=step_size)
 
 
 def parse_num_steps(text):

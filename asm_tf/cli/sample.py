@@ -50,12 +50,6 @@ def parse_step_size(text):
         raise common.UserError(f"--step_size={text!r}: give a number such as 5.6e-6, or 'auto'") from None
 
 
-def settings_from_flags(run):
-    """The run's sampler settings with the flags that were given applied on top."""
-    return run.sampler_settings.override(run.experiment.schedule, num_steps=FLAGS.num_steps,
-                                         step_size=parse_step_size(FLAGS.step_size), **common.sampler_overrides())
-
-
 class TrajectoryKeeper:
     """Wraps a trajectory sampler: returns (final, denoised) and keeps the first `limit` trajectories."""
 
@@ -142,7 +136,7 @@ def main(argv):
     schedule, source = run.experiment.schedule, run.experiment.data
     if FLAGS.png_dir and source.kind != "image":
         raise common.UserError(f"--png_dir writes images; this run's data ({source.name}) are 2-D points")
-    settings = settings_from_flags(run)
+    settings = common.settings_from_flags(run, num_steps=FLAGS.num_steps, step_size=parse_step_size(FLAGS.step_size))
     every = FLAGS.trajectory_every or None
     sampler = sampling.make_sampler(run.score_model, schedule, settings, source, trajectory_every=every)
     if every:
