@@ -2,8 +2,10 @@
 
 import atexit
 import fcntl
+import inspect
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -225,6 +227,35 @@ def no_gin_bindings_left_behind():
     SamplerSettings) must not pick up the bindings that an earlier test parsed."""
     yield
     gin.clear_config()
+
+
+# Tests that start processes (a command-line tool, a second worker, a notebook kernel), themselves or through a
+# fixture, are marked e2e: `pytest -m "not e2e"` is the in-process run.
+_STARTS_PROCESSES = re.compile(r"\b(run_cli|sample_cli|launch_workers|on_a_terminal|start|Popen)\(|\bsubprocess\.\w+\(|"
+                               r"NotebookClient")
+
+
+def _starts_processes(function, seen):
+    if function in seen:
+        return False
+    seen.add(function)
+    try:
+        return bool(_STARTS_PROCESSES.search(inspect.getsource(function)))
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: starts processes (command-line tools, workers, a notebook kernel)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        seen = set()
+        fixtures = [definition.func for definitions in item._fixtureinfo.name2fixturedefs.values()
+                    for definition in definitions]
+        if any(_starts_processes(function, seen) for function in [getattr(item, "function", None), *fixtures]):
+            item.add_marker(pytest.mark.e2e)
 
 
 # The exit tail. A worker that has trained has tf.data iterators that live to the end of the process: the tf.function
