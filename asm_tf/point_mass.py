@@ -1,6 +1,6 @@
 """Sampling a point mass x* with its exact score s*(x, sigma) = -(x - x*) / sigma^2: the noise std of x - x*
 that ALS and CAS leave at each step, analytic and simulated with the library's samplers (the paper's Figure 1,
-docs/algorithm.md#als-lag-and-figure-1). tools/figure1.py draws it.
+docs/algorithm.md#als-lag-and-figure-1). tools/experiments/figure1.py draws it.
 """
 
 import dataclasses

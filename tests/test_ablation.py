@@ -1,4 +1,4 @@
-"""tools/ablation.py end to end on a tiny grid (one tiny UNet trained with DSM, ALS and CAS), resumed once."""
+"""tools/experiments/ablation.py end to end on a tiny grid (one tiny UNet trained with DSM, ALS and CAS), resumed once."""
 
 import csv
 import os

@@ -12,7 +12,7 @@ from asm_tf import noise, run_loading
 from conftest import write_untrained_run
 from asm_tf.data import digits
 from asm_tf.evaluation import ideal, level_diagnosis
-from tools import diagnose_levels
+from tools.experiments import diagnose_levels
 
 STEP = 3
 MAX_IMAGES = 12

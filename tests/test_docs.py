@@ -8,8 +8,9 @@ import re
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAGES = sorted(["README.md", "BENCHMARKS.md", "tools/README.md",
-                *(os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, "docs", "*.md")))])
+PAGES = sorted(["README.md", "BENCHMARKS.md",
+                *(os.path.relpath(path, REPO) for pattern in ("docs/*.md", "tools/README.md", "tools/*/README.md")
+                  for path in glob.glob(os.path.join(REPO, pattern)))])
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 

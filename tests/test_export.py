@@ -27,7 +27,7 @@ SHAPE = (8, 8, 3)
 MAX_IMAGES = 6
 STEP = 7
 # A per-pixel MLP keeps tracing and graph optimisation cheap; the NCSNv2 path is exercised by
-# tools/benchmark_export.py, which loads its export with the session loader too.
+# tools/benchmarks/benchmark_export.py, which loads its export with the session loader too.
 CONFIG = """
 Experiment.data = @image_folder()
 image_folder.path = '{images}'

@@ -1,5 +1,5 @@
 """One TensorFlow per install: asm-tf's own requirements for the CPU and the GPU command (offline, from its
-metadata), and a consistent test environment. tools/check_install.py resolves both installs in full (it reads
+metadata), and a consistent test environment. tools/user/check_install.py resolves both installs in full (it reads
 PyPI's metadata of the CUDA wheels, about two minutes): run it by hand when setup.py changes."""
 
 import subprocess
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tools import check_install
+from tools.user import check_install
 
 
 @pytest.mark.parametrize("device,expected", [

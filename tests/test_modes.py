@@ -105,7 +105,7 @@ def test_bundled_digits_classifier_is_accurate_and_sees_all_modes():
 
 
 def test_missing_classifier_says_how_to_train_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tools/train_digit_classifier.py"):
+    with pytest.raises(FileNotFoundError, match="tools/experiments/train_digit_classifier.py"):
         modes.load_classifier(str(tmp_path / "missing.keras"))
 
 

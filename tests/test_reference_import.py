@@ -1,6 +1,6 @@
 """asm-import: the reference's checkpoints in asm-tf's networks, output for output, read safely.
 
-The fixtures in tests/fixtures/reference were written by tools/reference_fixtures.py with the reference's own
+The fixtures in tests/fixtures/reference were written by tools/experiments/reference_fixtures.py with the reference's own
 code: small NCSNv2, NCSNv2 without dilation (28x28), NCSNv2Deeper, NCSNv2Deepest and UNet networks with every
 parameter moved off its initial value and EMA weights that differ from the live ones, and the reference networks'
 outputs at four noise levels. The UNet's checkpoint (16 MB) is rebuilt from its expected.npz by the script's own
@@ -21,7 +21,7 @@ import torch
 from asm_tf import run_loading, storage, workdir as workdir_lib
 from asm_tf.reference import files, importer
 from conftest import REPO, run_cli
-from tools.reference_fixtures import fixture_values, rebuild_checkpoint
+from tools.experiments.reference_fixtures import fixture_values, rebuild_checkpoint
 
 FIXTURES = os.environ.get("ASM_REFERENCE_FIXTURES", os.path.join(REPO, "tests", "fixtures", "reference"))
 CASES = sorted(os.listdir(FIXTURES))
@@ -96,7 +96,7 @@ def test_the_configuration_follows_config_yml(tmp_path, tmp_path_factory):
 
 
 def test_the_fixture_rule_rebuilds_the_committed_checkpoints():
-    """tools/reference_fixtures.py set the weights of the committed checkpoints from `fixture_values`: the rule
+    """tools/experiments/reference_fixtures.py set the weights of the committed checkpoints from `fixture_values`: the rule
     that rebuilds the UNet's checkpoint gives them back exactly, live and EMA."""
     arrays = expected("cifar10_ncsnv2")
     checkpoint = files.load_checkpoint(os.path.join(FIXTURES, "cifar10_ncsnv2", "checkpoint_1000.pth"))

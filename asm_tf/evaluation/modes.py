@@ -99,7 +99,7 @@ def load_classifier(path=None):
     path = path or default_digits_classifier_path()
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
-            f"no digit classifier at {path}. Train one with `python tools/train_digit_classifier.py "
+            f"no digit classifier at {path}. Train one with `python tools/experiments/train_digit_classifier.py "
             f"--dataset=mnist --data_dir=DIR --output={path}` (MNIST, for Stacked MNIST; needs "
             "`tfds build mnist --data_dir=DIR` once) or `--dataset=digits` (the bundled 16x16 digits)")
     return keras.models.load_model(path)
@@ -111,7 +111,7 @@ def check_image_size(classifier, example_shape):
     if tuple(example_shape[:2]) != expected:
         raise ValueError(f"the classifier takes {expected} images but the data has {tuple(example_shape[:2])}; "
                          "pass a classifier trained at that size (asm-eval --classifier; "
-                         "tools/train_digit_classifier.py)")
+                         "tools/experiments/train_digit_classifier.py)")
 
 
 def classify_digits(classifier, images, *, batch_size=DEFAULT_BATCH_SIZE):

@@ -1,9 +1,9 @@
 """Samplers side by side, raw against denoised, on the same seeds: one picture and, for digit images, quality.
 
-    python tools/compare_samplers.py --workdir=runs/quickstart --seeds=0-999 --variant=cas \
+    python tools/experiments/compare_samplers.py --workdir=runs/quickstart --seeds=0-999 --variant=cas \
         --variant=als:step_size=1e-4 --variant=heun:num_steps=5,spacing=rho --output=docs/quickstart_samples.png
 
-Each --variant (default: cas and als) is SAMPLER[:FIELD=VALUE,...] as in tools/sampler_calls.py
+Each --variant (default: cas and als) is SAMPLER[:FIELD=VALUE,...] as in tools/experiments/sampler_calls.py
 (asm_tf.cli.common.parse_sampler_variant; ALS and CAS step sizes default to the run's, read on the run's own
 levels, and are carried to the variant's levels). All run from the run's newest EMA weights. The picture shows
 the first `--show` seeds, a row of two grids per variant; the JSON line printed per variant (and written beside
@@ -17,8 +17,10 @@ import json
 import os
 import sys
 
+import asm_tf  # noqa: E402
 
-import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
 import matplotlib.pyplot as plt
 
 from asm_tf import run_loading, sampling, summaries

@@ -1,7 +1,7 @@
 """Technique 2 (Song & Ermon 2020): the ratio between noise levels and how many levels a sigma range needs.
 
-    python tools/num_noise_levels.py --dim 3072 --sigma_begin 50 --sigma_end 0.01
-    python tools/num_noise_levels.py --image_size 64 --channels 3 --sigma_begin 140
+    python tools/user/num_noise_levels.py --dim 3072 --sigma_begin 50 --sigma_end 0.01
+    python tools/user/num_noise_levels.py --image_size 64 --channels 3 --sigma_begin 140
 
 The ratio gamma = sigma_{i+1} / sigma_i solves
 Phi(sqrt(2D)(gamma - 1) + 3 gamma) - Phi(sqrt(2D)(gamma - 1) - 3 gamma) = C (C = 0.5 in the paper), and
@@ -13,6 +13,9 @@ import argparse
 import math
 import sys
 
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
 from asm_tf import schedule_design
 

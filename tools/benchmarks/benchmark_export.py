@@ -1,6 +1,6 @@
 """Cost of a CAS run through the exported SavedModel against the bare network forward passes it makes.
 
-    python tools/benchmark_export.py --ngf=128 --image_size=32 --batch_size=8 --num_levels=10
+    python tools/benchmarks/benchmark_export.py --ngf=128 --image_size=32 --batch_size=8 --num_levels=10
 
 Builds an NCSNv2 (random weights: speed does not depend on them), exports it with asm_tf.export, loads the
 SavedModel with the session loader that TF Serving uses (and, with --loader=both, tf.saved_model.load too),
@@ -18,9 +18,13 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tools/benchmark.py: oneDNN kernels on this CPU
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tools/benchmarks/benchmark.py: oneDNN kernels on this CPU
 
 import numpy as np  # noqa: E402
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
 import tensorflow as tf  # noqa: E402
 
 from asm_tf import export, sampling, sigmas  # noqa: E402

@@ -6,8 +6,8 @@ metadata) it asks pip what it would install into an empty environment (`pip inst
 among them, the universal `tensorflow` (and, for the GPU, its CUDA wheels), and runs `pip check` on the current
 environment.
 
-    python tools/check_install.py                # both kinds (the GPU resolution reads PyPI: about 2 minutes)
-    python tools/check_install.py --device=gpu
+    python tools/user/check_install.py                # both kinds (the GPU resolution reads PyPI: about 2 minutes)
+    python tools/user/check_install.py --device=gpu
 """
 
 import argparse
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TENSORFLOW_VERSION = "2.21.0"
 # Distributions that each install the `tensorflow` package: two of them overwrite each other's files.
 TENSORFLOW_DISTRIBUTIONS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel", "tensorflow-macos",

@@ -1,6 +1,6 @@
 """Load test of an exported model run as TF Serving runs it: one session, many requests at once.
 
-    python tools/load_test.py --export=runs/export/digits/1 --clients=1,4,8 --requests=64
+    python tools/benchmarks/load_test.py --export=runs/export/digits/1 --clients=1,4,8 --requests=64
 
 Loads the SavedModel with the TF1 session loader that TF Serving uses and sends a fixed list of requests
 (`serving_default` and `sample_cas` over distinct seeds, and every --bad_every-th a bad one: too many images,

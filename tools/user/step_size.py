@@ -1,8 +1,8 @@
 """Step sizes for ALS and CAS: CAS bounds, eta and beta of a setting, and n_sigma extrapolation.
 
-    python tools/step_size.py --n_sigma 1 5 --step_size 5.6e-6
-    python tools/step_size.py --n_sigma 1 5 15 --tuned_step_size 5.6e-6
-    python tools/step_size.py --gin_file gin_configs/toy2d_swissroll.gin --n_sigma 10 --step_size 2e-5
+    python tools/user/step_size.py --n_sigma 1 5 --step_size 5.6e-6
+    python tools/user/step_size.py --n_sigma 1 5 15 --tuned_step_size 5.6e-6
+    python tools/user/step_size.py --gin_file gin_configs/toy2d_swissroll.gin --n_sigma 10 --step_size 2e-5
 
 The schedule is NoiseSchedule's (CIFAR-10's 50 -> 0.01 in 232 levels by default), taken from gin files and
 bindings if given, with --sigma_begin/--sigma_end/--num_levels/--spacing overriding them.

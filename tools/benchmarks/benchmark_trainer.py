@@ -1,7 +1,7 @@
 """Training-step speed of the Trainer under its precision and XLA options, one JSON line per variant.
 
-    python tools/benchmark_trainer.py --gin_file=gin_configs/digits.gin --variants float32 mixed_bfloat16 xla
-    python tools/benchmark_trainer.py --gin_file=gin_configs/cifar10_ncsnv2_adv.gin --synthetic_data \
+    python tools/benchmarks/benchmark_trainer.py --gin_file=gin_configs/digits.gin --variants float32 mixed_bfloat16 xla
+    python tools/benchmarks/benchmark_trainer.py --gin_file=gin_configs/cifar10_ncsnv2_adv.gin --synthetic_data \
         --variants float32 dsm --batch_size 8
 
 
@@ -18,7 +18,7 @@ random images of the configured data's shape and transform, for datasets that ar
 and optimizer in a plain tf.function loop (no strategy, per-example noise keys, guard, EMA or metrics; batches
 drawn at random from examples held in memory), and each variant's `vs_plain_loop` (its steps/s over the baseline's).
 
-    python tools/benchmark_trainer.py --gin_file=gin_configs/toy2d_8gaussians.gin --variants float32 --plain_loop
+    python tools/benchmarks/benchmark_trainer.py --gin_file=gin_configs/toy2d_8gaussians.gin --variants float32 --plain_loop
 """
 
 import argparse
@@ -31,14 +31,17 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import asm_tf  # noqa: E402,F401  (before TensorFlow: turns oneDNN on)
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
 import gin  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from asm_tf import configuration, distribution, losses, optimizers, training  # noqa: E402
 from asm_tf.adversarial import Adversarial  # noqa: E402
 from asm_tf.experiment import Experiment  # noqa: E402
-from tools.benchmark_data import synthetic_source  # noqa: E402
+from asm_tf.data.synthetic import synthetic_source  # noqa: E402
 
 VARIANTS = {"float32": {}, "mixed_bfloat16": {"precision": "mixed_bfloat16"},
             "mixed_float16": {"precision": "mixed_float16"}, "xla": {"jit_compile": True},

@@ -2,7 +2,7 @@
 digits run: one JSON report per variant (kept: running the command again only adds what is missing), a plot
 and a Markdown table.
 
-    python tools/sampler_calls.py --workdir=runs/quickstart --output_dir=runs/calls --seeds=0-499 \
+    python tools/experiments/sampler_calls.py --workdir=runs/quickstart --output_dir=runs/calls --seeds=0-499 \
         --variant=cas --variant=cas:num_steps=10 --variant=heun:num_steps=5,spacing=rho \
         --variant=als:step_size=1e-4 --reference=cas
 
@@ -23,8 +23,10 @@ import re
 import sys
 import time
 
+import asm_tf  # noqa: E402
 
-import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
 import matplotlib.pyplot as plt
 
 from asm_tf import run_loading, sampling, summaries

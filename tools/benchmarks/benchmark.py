@@ -1,6 +1,6 @@
 """Speed and memory of a score network on this machine, as one JSON line.
 
-    python tools/benchmark.py --model=ncsnv2 --image_size=32 --batch_size=8 --mode=train
+    python tools/benchmarks/benchmark.py --model=ncsnv2 --image_size=32 --batch_size=8 --mode=train
 
 Modes: `train` times one DSM loss + gradient + Adam update in one tf.function; `forward` times
 `net(x, training=False)`; `cas` times a CAS run (`sampling.cas`, one network call per level) on `--cas_levels`
@@ -29,6 +29,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN is off by default on CPUs without AVX-512 (like this AMD EPYC); its convolutions measured 1.3x
 # (forward) and 1.6x (input gradient) more FLOPs per CPU second than Eigen's here. TF reads this at import.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

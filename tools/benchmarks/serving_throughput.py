@@ -1,6 +1,6 @@
 """Images per second of an exported model's sampler signatures, loaded with TF Serving's session loader.
 
-    python tools/serving_throughput.py --model=exports/quickstart/1 --batch_size=64 \
+    python tools/benchmarks/serving_throughput.py --model=exports/quickstart/1 --batch_size=64 \
         --variant=cas --variant=heun:num_steps=5,spacing=rho --variant=cas:num_steps=20
 
 Each --variant (SAMPLER[:FIELD=VALUE,...], asm_tf.cli.common.parse_sampler_variant, against the run settings
@@ -17,8 +17,10 @@ import statistics
 import sys
 import time
 
+import asm_tf  # noqa: E402
 
-import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
 import numpy as np
 import tensorflow as tf
 

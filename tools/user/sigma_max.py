@@ -1,8 +1,8 @@
 """Technique 1 (Song & Ermon 2020): sigma_max ~ the largest pairwise distance between training examples.
 
-    python tools/sigma_max.py --gin_file gin_configs/toy2d_swissroll.gin
-    python tools/sigma_max.py --source toy2d --gin_bindings "toy2d.name = '25gaussians'" --num_batches 50
-    python tools/sigma_max.py --gin_file gin_configs/cifar10_ncsnv2.gin --batch_size 128
+    python tools/user/sigma_max.py --gin_file gin_configs/toy2d_swissroll.gin
+    python tools/user/sigma_max.py --source toy2d --gin_bindings "toy2d.name = '25gaussians'" --num_batches 50
+    python tools/user/sigma_max.py --gin_file gin_configs/cifar10_ncsnv2.gin --batch_size 128
 
 As the reference's --compute_approximate_sigma_max does, it takes the largest pairwise Euclidean distance
 within each minibatch of the (transformed, model-space) training data and keeps the running maximum, over
@@ -19,6 +19,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gin  # noqa: E402
+
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
 from asm_tf import configuration, schedule_design  # noqa: E402
 

@@ -1,6 +1,6 @@
 """A screenshot of a run's TensorBoard dashboard as a person sees it, taken with headless Chromium.
 
-    python tools/tensorboard_screenshot.py --logdir=runs/quickstart/tensorboard --output=docs/tensorboard_images.png
+    python tools/benchmarks/tensorboard_screenshot.py --logdir=runs/quickstart/tensorboard --output=docs/tensorboard_images.png
 
 Starts TensorBoard on a free port, waits until it serves, points `chromium --headless --screenshot` at the
 dashboard (`--dashboard=images`, `scalars`, `text`, `hparams`...) and stops TensorBoard. Needs Chromium

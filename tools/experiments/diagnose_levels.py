@@ -1,7 +1,7 @@
 """Per noise level of a digits run: its denoising error against the ideal denoiser's, and whether CAS started
 from a noised test digit brings back a digit of the same class (asm_tf/evaluation/level_diagnosis.py).
 
-    python tools/diagnose_levels.py --workdir=runs/quickstart --levels=0,5,10,15,20,25,29
+    python tools/experiments/diagnose_levels.py --workdir=runs/quickstart --levels=0,5,10,15,20,25,29
 
 For each ladder level k (default: 8 indices spread over the ladder) the test digits are noised to sigma_k;
 `mse` is the run's one-step denoising error and `posterior_mean_mse` the training split's posterior mean's,
@@ -17,7 +17,10 @@ import json
 import os
 import sys
 
-import asm_tf  # noqa: F401  (before TensorFlow: turns oneDNN on)
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
 import matplotlib
 
 matplotlib.use("Agg")

@@ -1,12 +1,16 @@
 """Trains and saves the digit classifiers used for mode coverage (asm_tf.evaluation.modes).
 
-  python tools/train_digit_classifier.py --dataset=digits   # bundled 16x16 digits -> the packaged asset
-  python tools/train_digit_classifier.py --dataset=mnist --data_dir=DIR --output=mnist_classifier.keras
+  python tools/experiments/train_digit_classifier.py --dataset=digits   # bundled 16x16 digits -> the packaged asset
+  python tools/experiments/train_digit_classifier.py --dataset=mnist --data_dir=DIR --output=mnist_classifier.keras
 
 MNIST must be prepared once with `tfds build mnist --data_dir=DIR`; nothing is downloaded here.
 """
 
 from absl import app, flags
+
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
 from asm_tf.evaluation import modes
 

@@ -1,8 +1,8 @@
 """Fixtures that tie asm-tf's networks to the paper's: checkpoints written by the reference code and its networks'
 outputs, for tests/test_reference_import.py.
 
-    python tools/reference_fixtures.py --reference_dir=REF --output_dir=tests/fixtures/reference
-    python tools/reference_fixtures.py --reference_dir=REF --output_dir=/tmp/full --cases=cifar10_ncsnv2,cifar10_unet \
+    python tools/experiments/reference_fixtures.py --reference_dir=REF --output_dir=tests/fixtures/reference
+    python tools/experiments/reference_fixtures.py --reference_dir=REF --output_dir=/tmp/full --cases=cifar10_ncsnv2,cifar10_unet \
         --full_size                                        # the paper's CIFAR-10 networks, checked by hand
 
 REF is an export of the reference repository (AlexiaJM/AdversarialConsistentScoreMatching at commit 9575592, e.g.

@@ -1,7 +1,7 @@
 """The paper's ablation on the bundled digits: {DSM, adversarial} x {small NCSNv2, small UNet} x {ALS, CAS} x
 {raw, denoised}, several training seeds per cell, at an equal training-time budget per run.
 
-    python tools/ablation.py --output_dir=runs/ablation --budget_seconds=150 --seeds=0-2
+    python tools/experiments/ablation.py --output_dir=runs/ablation --budget_seconds=150 --seeds=0-2
 
 Stages, each resumable (a finished run, sweep or evaluation is never redone; run the command again after an
 interruption):
@@ -32,12 +32,16 @@ import time
 import numpy as np
 from matplotlib.figure import Figure
 
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
 from asm_tf import storage
 from asm_tf import workdir as workdir_lib
 from asm_tf.cli.common import UserError, parse_seeds
 from asm_tf.evaluation.sweep import parse_step_sizes, report_path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NETWORKS = {
     "ncsnv2": ["Experiment.score_network = @NCSNv2", "NCSNv2.ngf = 16"],

@@ -1,9 +1,9 @@
 """Client for an asm-tf model served by TF Serving: REST (default) or gRPC.
 
-    python tools/serving_client.py --model=c10 --seeds=0-15 --output=samples.png
-    python tools/serving_client.py --model=c10 --signature=sample_cas --seeds=0-7 --n_sigma=2 --step_size=3e-6
-    python tools/serving_client.py --model=c10 --signature=inpaint --images=faces.npz --mask=mask.png --seeds=0-3
-    python tools/serving_client.py --model=c10 --seeds=0-3 --print_request   # the JSON body, no server needed
+    python tools/user/serving_client.py --model=c10 --seeds=0-15 --output=samples.png
+    python tools/user/serving_client.py --model=c10 --signature=sample_cas --seeds=0-7 --n_sigma=2 --step_size=3e-6
+    python tools/user/serving_client.py --model=c10 --signature=inpaint --images=faces.npz --mask=mask.png --seeds=0-3
+    python tools/user/serving_client.py --model=c10 --seeds=0-3 --print_request   # the JSON body, no server needed
 
 REST posts the columnar request `{"signature_name": ..., "inputs": {...}}` to
 SERVER/v1/models/MODEL[/versions/N]:predict and reads `{"outputs": {...}}`. gRPC (--grpc=HOST:8500) sends

@@ -4,7 +4,7 @@
 # samples with the bundled digit classifier (FDD against the held-out digits beside its real-digit floor and
 # blur ladder, KID, precision/recall, mode coverage). WORKDIR and EXPORT_DIR may be set; running again resumes.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 WORKDIR=${WORKDIR:-runs/quickstart}
 EXPORT_DIR=${EXPORT_DIR:-runs/export}
 NUM_SAMPLES=${NUM_SAMPLES:-500}

@@ -1,8 +1,8 @@
 """The paper's Figure 1: the noise std during idealised sampling with a perfect score
 (docs/algorithm.md#als-lag-and-figure-1).
 
-    python tools/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few seconds
-    python tools/figure1.py --output figure1.png --simulate # also runs the library's ALS/CAS samplers
+    python tools/experiments/figure1.py --output figure1.png            # analytic, CIFAR-10 schedule, a few seconds
+    python tools/experiments/figure1.py --output figure1.png --simulate # also runs the library's ALS/CAS samplers
 
 The data are a point mass x*, whose perfect score is s*(x, sigma) = -(x - x*) / sigma^2. One ALS step at
 level sigma maps the std v of x - x* to sqrt((1 - eta)^2 v^2 + 2 eta sigma^2) (eta = eps / sigma_L^2), which

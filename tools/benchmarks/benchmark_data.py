@@ -1,6 +1,6 @@
 """Throughput of an input pipeline on CIFAR-shaped data (32x32x3, uint8 sources), as one JSON line.
 
-    python tools/benchmark_data.py --source=synthetic --batch_size=128 --seconds=10
+    python tools/benchmarks/benchmark_data.py --source=synthetic --batch_size=128 --seconds=10
 
 Sources (none touches the network):
   synthetic   random uint8 images held in memory: the path cifar10() takes (in memory, random access)
@@ -20,19 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from asm_tf.data import image_folder, pipeline, tfds_images  # noqa: E402
+import asm_tf  # noqa: E402
+
+asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
+
+from asm_tf.data import image_folder, tfds_images  # noqa: E402
+from asm_tf.data.synthetic import synthetic_source  # noqa: E402
 from asm_tf.data.transforms import Transform  # noqa: E402
 
 SOURCES = ("synthetic", "mock_tfds", "png_folder")
 SHAPE = (32, 32, 3)
-
-
-def synthetic_source(num_examples, transform, example_shape=SHAPE):
-    """Random uint8 images held in memory, served like an in-memory dataset (random access, flips)."""
-    images = np.random.default_rng(0).integers(0, 256, (num_examples, *example_shape), dtype=np.uint8)
-    return pipeline.random_access_source(
-        name="synthetic", make_fetch=lambda: pipeline.in_memory_fetch(images), example_shape=example_shape,
-        num_examples=num_examples, transform=transform, random_flip=True)
 
 
 def png_folder_source(folder, num_examples, transform):
@@ -61,7 +58,7 @@ def measure(args):
     transform = Transform(rescale=args.rescale, dequantization=args.dequantization)
     start = time.perf_counter()
     if args.source == "synthetic":
-        source = synthetic_source(args.num_examples, transform)
+        source = synthetic_source(args.num_examples, transform, SHAPE)
         rate, count = batches_per_second(source, batch_size=args.batch_size, seconds=args.seconds,
                                          warmup=args.warmup)
     elif args.source == "mock_tfds":
