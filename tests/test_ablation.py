@@ -14,7 +14,7 @@ TINY = ["--budget_seconds=0.1", "--seeds=0", "--networks=unet", "--trainings=dsm
 
 def _ablation(output_dir):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "ablation.py"), f"--output_dir={output_dir}",
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "experiments", "ablation.py"), f"--output_dir={output_dir}",
                            *TINY], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
 
 
