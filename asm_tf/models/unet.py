@@ -179,6 +179,7 @@ class UNet(keras.Model):
         return self.conditioning == "index" and self.levels is None
 
     def set_levels(self, levels):
+        """Gives an 'index' UNet the trained ladder (decreasing) that it reads sigma on."""
         self.levels = _check_levels(levels)
 
     def _resnet_block(self, filters, in_channels, down_path=False):
