@@ -15,9 +15,10 @@ def parameter_count(network):
 
 
 def build_network(factory, example_shape):
-    """Calls a network factory and builds the network on one example so that its variables exist."""
+    """Calls a network factory and builds the network on one example (at sigma 1 for a network that takes sigma)
+    so that its variables exist."""
     network = factory()
-    network(tf.zeros((1, *example_shape)), training=False)
+    ScoreModel(network).output(tf.zeros((1, *example_shape)), tf.ones([1]))
     return network
 
 
@@ -37,8 +38,9 @@ class Experiment:
     data_std: Optional[float] = None
 
     def build_score_network(self):
-        """The score network, built; a network that maps [0, 1] inputs to [-1, 1] (NCSNv2's `map_input`) does
-        so only when the data's transform leaves them in [0, 1], as in the reference."""
+        """The score network, built. A network that maps [0, 1] inputs to [-1, 1] (NCSNv2's `map_input`) does so
+        only when the data's transform leaves them in [0, 1], as in the reference; one that reads sigma on the
+        trained ladder (`needs_levels`, UNet's 'index' conditioning) gets the schedule's levels."""
         def factory():
             network = self.score_network()
             transform = self.data.transform
@@ -48,6 +50,8 @@ class Experiment:
                                      "Transform.rescale or Transform.logit already moved the data: leave map_input "
                                      "unbound")
                 network.map_input = False
+            if getattr(network, "needs_levels", False):  # a network that reads sigma on the trained ladder
+                network.set_levels(self.schedule.sigmas())
             return network
 
         return build_network(factory, self.data.example_shape)

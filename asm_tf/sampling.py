@@ -35,9 +35,9 @@ class SamplerSettings:
 
     `num_steps` is the number of noise levels visited (None: the trained ladder, or CAS's grid refined by
     n_sigma), spaced as `spacing` says: "ladder" sub-samples the trained ladder, "rho" takes EDM's rho schedule
-    between `sigma_max` and `sigma_min` (default: the ladder's ends; any level in between is valid because the
-    networks never see a level index). `step_size` and `noise_first` concern ALS and CAS; `churn` and `eta`
-    add noise to the ODE samplers (asm_tf.ode).
+    between `sigma_max` and `sigma_min` (default: the ladder's ends; any level in between is valid: the paper's
+    networks never see a level index, and a conditional UNet places one between the trained ones). `step_size`
+    and `noise_first` concern ALS and CAS; `churn` and `eta` add noise to the ODE samplers (asm_tf.ode).
 
     `step_size` is the configured sampler's on these levels; `cas_step_size` and `als_step_size` give CAS's and
     ALS's on the same levels for a switch to them (`with_sampler`: export and inpainting run CAS, asm-sample

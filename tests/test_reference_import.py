@@ -1,10 +1,11 @@
 """asm-import: the reference's checkpoints in asm-tf's networks, output for output, read safely.
 
 The fixtures in tests/fixtures/reference were written by tools/experiments/reference_fixtures.py with the reference's own
-code: small NCSNv2, NCSNv2 without dilation (28x28), NCSNv2Deeper, NCSNv2Deepest and UNet networks with every
-parameter moved off its initial value and EMA weights that differ from the live ones, and the reference networks'
-outputs at four noise levels. The UNet's checkpoint (16 MB) is rebuilt from its expected.npz by the script's own
-`rebuild_checkpoint`. ASM_REFERENCE_FIXTURES points the comparisons at other fixtures (the full-size networks).
+code: small NCSNv2, NCSNv2 without dilation (28x28), NCSNv2Deeper, NCSNv2Deepest, UNet and conditional UNet
+networks with every parameter moved off its initial value and EMA weights that differ from the live ones, and the
+reference networks' outputs at four noise levels (the conditional UNet given their indices on the ladder). The
+UNets' checkpoints (16 MB) are rebuilt from their expected.npz by the script's own `rebuild_checkpoint`.
+ASM_REFERENCE_FIXTURES points the comparisons at other fixtures (the full-size networks).
 """
 
 import json
@@ -49,25 +50,34 @@ def relative_error(output, reference):
     return float(np.abs(output - reference).max() / reference.std())
 
 
+def output(network, arrays, schedule):
+    """The network's output on the fixture's x; a conditional one is told sigma_i of the fixture's level indices
+    on the run's ladder, as training and the samplers tell it."""
+    x = tf.constant(arrays["x"])
+    if "levels" not in arrays:
+        return network(x).numpy()
+    return network(x, tf.constant(schedule.sigmas()[arrays["levels"]], tf.float32)).numpy()
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_imported_networks_give_the_reference_outputs(case, tmp_path, tmp_path_factory):
     arrays = expected(case)
     report = importer.import_checkpoint(checkpoint_of(case, tmp_path_factory), config_of(case), str(tmp_path / "run"))
     run = run_loading.load_run(str(tmp_path / "run"))  # what asm-sample, asm-export and asm-eval read
-    x = tf.constant(arrays["x"])
+    schedule = run.experiment.schedule
     assert run.step == int(arrays["step"]) == report.step
-    ema_output = run.score_model.network(x).numpy()
-    assert relative_error(ema_output, arrays["ema_output"]) < TOLERANCE
+    assert relative_error(output(run.score_model.network, arrays, schedule), arrays["ema_output"]) < TOLERANCE
     live = run.experiment.build_score_network()
     tf.train.Checkpoint(network=live.weights).read(run.checkpoint).assert_existing_objects_matched().expect_partial()
-    assert relative_error(live(x).numpy(), arrays["live_output"]) < TOLERANCE
+    assert relative_error(output(live, arrays, schedule), arrays["live_output"]) < TOLERANCE
     assert relative_error(arrays["live_output"], arrays["ema_output"]) > 0.1  # the two sets of weights differ
     # every tensor accounted for: what was placed plus what was skipped is the whole reference network
     reference_total = sum(int(np.prod(shape[shape >= 0])) for shape in arrays["shapes"])
     skipped_total = sum(int(np.prod(shape[shape >= 0])) for name, shape in zip(arrays["names"], arrays["shapes"])
                         if name in dict(report.skipped))
     assert report.parameters + skipped_total == reference_total
-    assert {name for name, _ in report.skipped} == {n for n in arrays["names"] if n.startswith("temb_dense.")}
+    unused = set() if "levels" in arrays else {n for n in arrays["names"] if n.startswith("temb_dense.")}
+    assert {name for name, _ in report.skipped} == unused
 
 
 def test_the_unet_skips_only_its_unused_time_embedding(tmp_path, tmp_path_factory):
@@ -79,6 +89,20 @@ def test_the_unet_skips_only_its_unused_time_embedding(tmp_path, tmp_path_factor
     assert set(record["skipped_tensors"]) == {name for name, _ in report.skipped}
     assert "never used" in record["skipped_tensors"]["temb_dense.0.weight"]
     assert record["parameters"] == report.parameters and len(record["sha256"]) == 64
+
+
+def test_a_conditional_unet_is_read_off_its_weights(tmp_path, tmp_path_factory):
+    """config.yml does not say that the reference's UNet is conditional; the embedding's projections do. It then
+    reads sigma on the config's ladder, whose levels are the reference's (np.geomspace) to float32 rounding."""
+    case = "cifar10_unet_conditional"
+    arrays = expected(case)
+    report = importer.import_checkpoint(checkpoint_of(case, tmp_path_factory), config_of(case), str(tmp_path / "run"))
+    assert "conditioning='index'" in report.network and not report.skipped
+    assert "UNet.conditioning = 'index'" in open(workdir_lib.config_path(str(tmp_path / "run"))).read()
+    run = run_loading.load_run(str(tmp_path / "run"))
+    np.testing.assert_allclose(run.experiment.schedule.sigmas()[arrays["levels"]], arrays["sigmas"], rtol=1e-12)
+    positions = run.score_model.network.sigma_positions(tf.constant(arrays["sigmas"], tf.float32), 4).numpy()
+    np.testing.assert_array_equal(positions, arrays["levels"])
 
 
 def test_the_configuration_follows_config_yml(tmp_path, tmp_path_factory):

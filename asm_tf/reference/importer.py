@@ -55,6 +55,12 @@ def _no_dilation(state):
     return not any(re.fullmatch(r"res\d+\.\d+\.shortcut\.weight", name) for name in state)
 
 
+def _conditional(state):
+    """The reference UNet's `conditional=True`, which config.yml does not record: its ResnetBlocks then have a
+    projection of the time embedding (`downblocks.1.dense.weight`, the first ResnetBlock)."""
+    return "downblocks.1.dense.weight" in state
+
+
 def _build(experiment, state, description, what):
     network = experiment.build_score_network()
     return network, weights.assign(network, state, description, what)
@@ -91,7 +97,8 @@ def import_checkpoint(checkpoint_path, config_path, workdir, overwrite=False):
     check_destination(workdir, overwrite)
     config = files.load_config(config_path)
     checkpoint = files.load_checkpoint(checkpoint_path)
-    network = run_config.reference_network(config, no_dilation=_no_dilation(checkpoint.weights))
+    network = run_config.reference_network(config, no_dilation=_no_dilation(checkpoint.weights),
+                                           conditional=_conditional(checkpoint.weights))
     source = f"{os.path.basename(checkpoint_path)} (step {checkpoint.step}, epoch {checkpoint.epoch})"
     config_text = run_config.gin_text(config, network, source)
     configuration.parse(text=config_text)

@@ -3,7 +3,9 @@
 The reference picks the score network from `model.unet` and `data.dataset` (`runners/abc_runner.get_model`):
 the UNet when `unet` is set (channel multipliers (1, 2, 2, 2) for CIFAR10 and CELEBA, (1, 2, 2, 2, 4, 4) for the
 others, always 3 channels), else NCSNv2Deepest for FFHQ, NCSNv2Deeper for LSUN and NCSNv2 for the rest, all of
-width `ngf`. `--no_dilation` is a command-line flag that config.yml does not record: it is read off the weights.
+width `ngf`. `--no_dilation` is a command-line flag that config.yml does not record, and so is the UNet's
+`conditional` (a constructor argument no released configuration sets): both are read off the weights. A
+conditional UNet embeds the level index i of sigma_i, asm-tf's `UNet.conditioning = 'index'`.
 """
 
 import dataclasses
@@ -53,14 +55,16 @@ def _check_supported(config):
                                  f"{sorted(DATA_SOURCES)}")
 
 
-def reference_network(config, no_dilation=False):
-    """asm-tf's counterpart of the network that the reference builds from `config`."""
+def reference_network(config, no_dilation=False, conditional=False):
+    """asm-tf's counterpart of the network that the reference builds from `config` (a UNet `conditional` on the
+    level index)."""
     _check_supported(config)
     ngf = int(_field(config, "model", "ngf"))
     if config["model"].get("unet"):
         shallow = config["data"]["dataset"] in UNET_SHALLOW_DATASETS
         return ReferenceNetwork("UNet", {"ch": ngf, "ch_mult": UNET_CH_MULT[shallow], "num_res_blocks": 2,
-                                         "attn_levels": (1,), "dropout": float(config["model"].get("dropout", 0.0))})
+                                         "attn_levels": (1,), "dropout": float(config["model"].get("dropout", 0.0)),
+                                         **({"conditioning": "index"} if conditional else {})})
     family = {"FFHQ": "NCSNv2Deepest", "LSUN": "NCSNv2Deeper"}.get(config["data"]["dataset"], "NCSNv2")
     return ReferenceNetwork(family, {"ngf": ngf, **({"dilation": False} if no_dilation else {})})
 

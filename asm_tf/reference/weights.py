@@ -1,9 +1,10 @@
 """Where each tensor of a reference state dict goes in asm-tf's networks, and how it is laid out there.
 
 PyTorch convolutions hold kernels as [out, in, height, width] and asm-tf's as [height, width, in, out]; the UNet's
-1x1 "NiN" maps hold [out, in] where asm-tf holds [in, out] (or a [1, 1, in, out] kernel for a shortcut). Names
-follow the reference's modules: NCSNv2's `res<k>.<block>`, `refine<k>` and the UNet's `downblocks.<i>`,
-`middleblocks.<i>`, `upblocks.<i>` in the order its forward pass visits them.
+1x1 "NiN" maps and Linear layers hold [out, in] where asm-tf holds [in, out] (or a [1, 1, in, out] kernel for a
+shortcut). Names follow the reference's modules: NCSNv2's `res<k>.<block>`, `refine<k>` and the UNet's
+`downblocks.<i>`, `middleblocks.<i>`, `upblocks.<i>` in the order its forward pass visits them, and for a
+conditional UNet its embedding MLP `temb_dense.0`, `temb_dense.2` and each ResnetBlock's projection `<block>.dense`.
 """
 
 import dataclasses
@@ -12,7 +13,7 @@ from asm_tf.models.layers import ConvMeanPool, UNetSelfAttention
 from asm_tf.models.unet import Downsample, ResnetBlock, Upsample
 from asm_tf.reference.files import ReferenceFileError
 
-# Tensors of the reference that no forward pass of its unconditional networks reads.
+# Tensors of the reference that no forward pass of its unconditional networks reads (a conditional UNet places them).
 UNUSED = {"temb_dense.": "the UNet's time-embedding MLP, built but never used by the unconditional UNet"}
 
 
@@ -101,8 +102,14 @@ def refinenet_placements(network):
     return placements + _instance_norm_plus("normalizer", network.end_norm) + _conv("end_conv", network.end_conv)
 
 
+def _dense(name, layer):
+    return [Placement(f"{name}.weight", layer.kernel, "nin"), Placement(f"{name}.bias", layer.bias, "same")]
+
+
 def _resnet_block(name, block):
     placements = _group_norm(f"{name}.normalize0", block.norm0) + _conv(f"{name}.conv0", block.conv0)
+    if block.dense is not None:
+        placements += _dense(f"{name}.dense", block.dense)
     placements += _group_norm(f"{name}.normalize1", block.norm1) + _conv(f"{name}.conv1", block.conv1)
     if block.shortcut is not None:
         placements += [Placement(f"{name}.nin.weights", block.shortcut.kernel, "nin_conv"),
@@ -138,7 +145,10 @@ def unet_placements(network):
         layers = [layer for step in steps for layer in step]
         for index, layer in enumerate(layers, start=first):
             placements += _unet_layer(f"{module_list}.{index}", layer)
-    return placements + _group_norm("normalize", network.norm_out) + _conv("out", network.conv_out)
+    placements += _group_norm("normalize", network.norm_out) + _conv("out", network.conv_out)
+    # temb_dense is Sequential(Linear, Swish, Linear, Swish): its Linear layers are entries 0 and 2
+    return placements + [p for index, layer in zip((0, 2), network.embedding_layers)
+                         for p in _dense(f"temb_dense.{index}", layer)]
 
 
 def placements(network):
@@ -186,7 +196,7 @@ def assign(network, state, description, what):
     if unplaced:
         raise ReferenceFileError(f"{what} tensor {unplaced[0][0]} has no place in {description} "
                                  f"({len(unplaced)} such tensors): a checkpoint of another architecture than "
-                                 "config.yml says (a conditional UNet?)")
+                                 "config.yml says")
     for variable, value in values:
         variable.assign(value)
     return skipped

@@ -21,11 +21,15 @@ differ everywhere. Per case, in OUTPUT_DIR/<case>/:
     checkpoint_<step>.pth  torch.save([score.state_dict(), optimizer.state_dict(), epoch, step,
                            ema_helper.state_dict()]), as its training does (cases marked rebuilt: not written)
     expected.npz           inputs x (NHWC, x0 + sigma z at the `sigmas`), the EMA and the live network's outputs
-                           (NHWC), the tensor names and shapes in state-dict order, and the two seeds
+                           (NHWC), the tensor names and shapes in state-dict order, and the two seeds; for a
+                           conditional UNet also the `levels`, the indices i on the config's ladder that its
+                           forward pass is given (t), whose sigma_i are the `sigmas`
 
 The UNet's smallest width (ngf 32, set by its 32 GroupNorm groups) has 2 million parameters, 16 MB for live
 and EMA weights, so its checkpoint is not kept: `rebuild_checkpoint` (used by the tests too) writes the same file
-again from expected.npz.
+again from expected.npz. The conditional UNet, which no configuration of the reference selects, is the runner's
+UNet rebuilt from its recorded constructor arguments (`locals`, as the reference's EMA copies it) with
+`conditional=True`.
 """
 
 import argparse
@@ -43,8 +47,10 @@ CASES = {
     "church_ncsnv2deeper": ("church.yml", {"model": {"ngf": 4}, "data": {"image_size": 32}}, True, False, False),
     "ffhq_ncsnv2deepest": ("ffhq.yml", {"model": {"ngf": 4}, "data": {"image_size": 32}}, True, False, False),
     "cifar10_unet": ("cifar10_unet_9999_1e-4.yml", {"model": {"ngf": 32}}, True, False, True),
+    "cifar10_unet_conditional": ("cifar10_unet_9999_1e-4.yml", {"model": {"ngf": 32}}, True, False, True),
 }
 NO_DILATION = {"stackedmnist_ncsnv2_no_dilation"}  # the reference's --no_dilation (a flag, not in config.yml)
+CONDITIONAL = {"cifar10_unet_conditional"}  # UNet(conditional=True), fed the level index
 SIGMAS = (0.01, 0.1, 1.0, 10.0)  # one input image per level
 STEP, EPOCH = 1000, 3
 WEIGHT_SEED, EMA_SEED, INPUT_SEED = 2021, 2022, 7
@@ -141,6 +147,23 @@ def reference_config(ref, reference_dir, config_file, overrides):
     return config
 
 
+def conditional_unet(unet):
+    """The reference UNet `unet` built again from its constructor arguments with conditional=True."""
+    arguments = list(unet.locals)  # [n_channels, deeper, dropout, conditional, ngf, n_sigmas]
+    arguments[3] = True
+    return type(unet)(*arguments)
+
+
+def noise_levels(ref, config, name):
+    """(sigmas, levels): the SIGMAS, or for a conditional case the levels of the config's ladder nearest to them
+    and their indices."""
+    if name not in CONDITIONAL:
+        return np.array(SIGMAS), None
+    ladder = ref.runner.get_sigma(config.model, config.sampling, True)
+    levels = np.array([np.abs(np.log(ladder / sigma)).argmin() for sigma in SIGMAS])
+    return ladder[levels], levels
+
+
 def make_case(ref, reference_dir, name, output_dir, full_size):
     import torch
     import yaml
@@ -154,6 +177,7 @@ def make_case(ref, reference_dir, name, output_dir, full_size):
                                  std=False)
     torch.manual_seed(0)
     score = ref.runner.get_model(config.model, config.data, args)
+    score = conditional_unet(score) if name in CONDITIONAL else score
     score = torch.nn.DataParallel(score) if data_parallel else score
     inner = score.module if data_parallel else score
     names = [n for n, _ in inner.named_parameters()]
@@ -177,11 +201,13 @@ def make_case(ref, reference_dir, name, output_dir, full_size):
     size, channels = config.data.image_size, 3 if config.model.unet else config.data.channels
     rng = np.random.default_rng(INPUT_SEED)
     x0 = rng.uniform(size=(len(SIGMAS), channels, size, size)).astype(np.float32)
-    x = x0 + np.reshape(SIGMAS, (-1, 1, 1, 1)).astype(np.float32) * rng.standard_normal(x0.shape, np.float32)
+    sigmas, levels = noise_levels(ref, config, name)
+    x = x0 + np.reshape(sigmas, (-1, 1, 1, 1)).astype(np.float32) * rng.standard_normal(x0.shape, np.float32)
+    inputs = (torch.from_numpy(x),) + (() if levels is None else (torch.from_numpy(levels),))
     with torch.no_grad():
-        live = score(torch.from_numpy(x)).numpy()
+        live = score(*inputs).numpy()
         ema_network = ema.ema_copy(score, torch.device("cpu"))
-        ema_output = ema_network(torch.from_numpy(x)).numpy()
+        ema_output = ema_network(*inputs).numpy()
 
     directory = os.path.join(output_dir, name)
     os.makedirs(directory, exist_ok=True)
@@ -190,9 +216,9 @@ def make_case(ref, reference_dir, name, output_dir, full_size):
     nhwc = (0, 2, 3, 1)
     longest = max(len(s) for s in shapes)
     np.savez(os.path.join(directory, "expected.npz"), x=x.transpose(nhwc), ema_output=ema_output.transpose(nhwc),
-             live_output=live.transpose(nhwc), sigmas=np.array(SIGMAS), names=np.array(names),
+             live_output=live.transpose(nhwc), sigmas=sigmas, names=np.array(names),
              shapes=np.array([list(s) + [-1] * (longest - len(s)) for s in shapes]), step=STEP,
-             weight_seed=WEIGHT_SEED, ema_seed=EMA_SEED)
+             weight_seed=WEIGHT_SEED, ema_seed=EMA_SEED, **({} if levels is None else {"levels": levels}))
     checkpoint = os.path.join(directory, f"checkpoint_{STEP}.pth")
     if rebuilt and not full_size:
         print(f"{name}: {sum(int(np.prod(s)) for s in shapes):,} parameters; checkpoint rebuilt by the tests")
