@@ -200,7 +200,8 @@ def carried_step_size(run_settings, chosen, schedule):
         raise ValueError(f"a {run_settings.sampler} step size cannot be carried to {chosen.sampler}, only to other "
                          f"{run_settings.sampler} levels")
     return sigmas_lib.extrapolate_step_size(run_settings.step_size, sampler=chosen.sampler,
-                                            n_from=run_settings.steps_per_interval(schedule), n_to=chosen.steps_per_interval(schedule),
+                                            n_from=run_settings.steps_per_interval(schedule),
+                                            n_to=chosen.steps_per_interval(schedule),
                                             sigma_end=float(run_settings.sampling_sigmas(schedule)[-1]),
                                             sigma_end_to=float(chosen.sampling_sigmas(schedule)[-1]))
 

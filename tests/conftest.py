@@ -84,7 +84,8 @@ def write_untrained_run(workdir, config, step, seed):
     tf.keras.utils.set_random_seed(seed)
     network = Experiment().build_score_network()
     checkpoint = tf.train.Checkpoint(ema_network=network.weights, step=tf.Variable(step, dtype=tf.int64))
-    tf.train.CheckpointManager(checkpoint, workdir_lib.checkpoint_directory(str(workdir)), 1).save(checkpoint_number=step)
+    manager = tf.train.CheckpointManager(checkpoint, workdir_lib.checkpoint_directory(str(workdir)), 1)
+    manager.save(checkpoint_number=step)
     gin.clear_config()
     return str(workdir)
 

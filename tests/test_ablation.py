@@ -1,4 +1,5 @@
-"""tools/experiments/ablation.py end to end on a tiny grid (one tiny UNet trained with DSM, ALS and CAS), resumed once."""
+"""tools/experiments/ablation.py end to end on a tiny grid (one tiny UNet trained with DSM, ALS and CAS), resumed
+once."""
 
 import csv
 import os
@@ -14,7 +15,8 @@ TINY = ["--budget_seconds=0.1", "--seeds=0", "--networks=unet", "--trainings=dsm
 
 def _ablation(output_dir):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "experiments", "ablation.py"), f"--output_dir={output_dir}",
+    tool = os.path.join(REPO, "tools", "experiments", "ablation.py")
+    return subprocess.run([sys.executable, tool, f"--output_dir={output_dir}",
                            *TINY], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
 
 

@@ -33,7 +33,7 @@ def test_every_relative_link_resolves(page):
     broken = []
     for target in relative_links(page):
         path, _, anchor = target.partition("#")
-        resolved = os.path.normpath(os.path.join(REPO, os.path.dirname(page), path)) if path else os.path.join(REPO, page)
+        resolved = os.path.normpath(os.path.join(REPO, os.path.dirname(page), path) if path else os.path.join(REPO, page))
         if not os.path.exists(resolved):
             broken.append(f"{target} (no file {os.path.relpath(resolved, REPO)})")
         elif anchor and resolved.endswith(".md") and anchor not in anchors(resolved):

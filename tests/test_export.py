@@ -331,7 +331,8 @@ def test_versions_are_never_overwritten(tmp_path):
 
 
 def load_test_tool():
-    spec = importlib.util.spec_from_file_location("tool_load_test", os.path.join(REPO, "tools", "benchmarks", "load_test.py"))
+    path = os.path.join(REPO, "tools", "benchmarks", "load_test.py")
+    spec = importlib.util.spec_from_file_location("tool_load_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

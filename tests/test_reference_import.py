@@ -1,7 +1,7 @@
 """asm-import: the reference's checkpoints in asm-tf's networks, output for output, read safely.
 
-The fixtures in tests/fixtures/reference were written by tools/experiments/reference_fixtures.py with the reference's own
-code: small NCSNv2, NCSNv2 without dilation (28x28), NCSNv2Deeper, NCSNv2Deepest, UNet and conditional UNet
+The fixtures in tests/fixtures/reference were written by tools/experiments/reference_fixtures.py with the reference's
+own code: small NCSNv2, NCSNv2 without dilation (28x28), NCSNv2Deeper, NCSNv2Deepest, UNet and conditional UNet
 networks with every parameter moved off its initial value and EMA weights that differ from the live ones, and the
 reference networks' outputs at four noise levels (the conditional UNet given their indices on the ladder). The
 UNets' checkpoints (16 MB) are rebuilt from their expected.npz by the script's own `rebuild_checkpoint`.

@@ -1,5 +1,6 @@
 """Per noise level of a digits run: its denoising error against the ideal denoiser's, and whether CAS started
-from a noised test digit brings back a digit of the same class (tools/experiments/diagnose_levels.py prints and plots it).
+from a noised test digit brings back a digit of the same class (tools/experiments/diagnose_levels.py prints and plots
+it).
 
 For each ladder level k the test split's digits x are noised as x + sigma_k z in model space, z drawn
 statelessly from seed = the image's index (draw 0, as a sampler's initial value), the same z at every level.

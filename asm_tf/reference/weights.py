@@ -120,7 +120,8 @@ def _resnet_block(name, block):
 def _attention(name, attention):
     placements = _group_norm(f"{name}.normalize", attention.norm)
     for part, kernel, bias in zip("QKV", attention.kernels, attention.biases):
-        placements += [Placement(f"{name}.{part}.weights", kernel, "nin"), Placement(f"{name}.{part}.bias", bias, "same")]
+        placements += [Placement(f"{name}.{part}.weights", kernel, "nin"),
+                       Placement(f"{name}.{part}.bias", bias, "same")]
     return placements + [Placement(f"{name}.OUT.weights", attention.kernels[3], "nin"),
                          Placement(f"{name}.OUT.bias", attention.biases[3], "same")]
 
