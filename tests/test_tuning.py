@@ -17,8 +17,11 @@ CHURCHES = sigmas.NoiseSchedule(140.0, 0.01, 788)
 SMALL = sigmas.NoiseSchedule(1.0, 0.01, 10)
 
 
+TOOL_FOLDERS = {"num_noise_levels": "user", "step_size": "user", "sigma_max": "user", "figure1": "experiments"}
+
+
 def _tool(name):
-    return importlib.import_module(f"tools.{name}")
+    return importlib.import_module(f"tools.{TOOL_FOLDERS[name]}.{name}")
 
 
 @pytest.fixture
