@@ -1,4 +1,4 @@
-"""The installed console scripts (asm-train, asm-sample, asm-export, asm-eval): --help, a quiet stderr by
+"""The installed console scripts (asm-train, asm-sample, asm-export, asm-eval, asm-import): --help, a quiet stderr by
 default, the dry run's description of every network and of the devices, and progress bars on a terminal."""
 
 import fcntl
@@ -17,7 +17,7 @@ from absl.testing import flagsaver
 from asm_tf.cli import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ("asm-train", "asm-sample", "asm-export", "asm-eval")
+SCRIPTS = ("asm-train", "asm-sample", "asm-export", "asm-eval", "asm-import")
 # Lines that a default run must not show: TensorFlow's C++ start-up, absl INFO, gin's include search.
 NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations", "INFO:", "I0000",
          "Path not found")
@@ -62,6 +62,7 @@ def noise(text):
     ("asm-sample", ["--workdir", "--seeds", "--sampler", "--png_dir", "--gin_bindings", "--verbosity"]),
     ("asm-export", ["--workdir", "--export_dir", "--max_images", "--gin_bindings", "--verbosity"]),
     ("asm-eval", ["--workdir", "--metric", "--checkpoints", "--gin_bindings", "--verbosity"]),
+    ("asm-import", ["--reference_checkpoint", "--reference_config", "--workdir", "--overwrite", "--verbosity"]),
 ])
 def test_help_lists_the_commands_own_flags_with_their_help(runs, name, flags):
     returncode, stdout, stderr = runs[name]
