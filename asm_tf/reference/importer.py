@@ -110,8 +110,8 @@ def import_checkpoint(checkpoint_path, config_path, workdir, overwrite=False):
     description = f"{network.describe()} (from config.yml: data.dataset {config['data']['dataset']}, model.unet " \
                   f"{bool(config['model'].get('unet'))})"
     live, skipped = _build(experiment, checkpoint.weights, description, "score network state")
-    use_ema = bool(config["model"].get("ema", True)) and checkpoint.ema_weights is not None
-    if config["model"].get("ema", True) and checkpoint.ema_weights is None:
+    use_ema = bool(config["model"].get("ema", True))  # the reference samples from the EMA weights, else the live
+    if use_ema and checkpoint.ema_weights is None:
         raise files.ReferenceFileError(f"{checkpoint_path} holds no EMA weights although config.yml has model.ema "
                                        "true (the reference would sample from them)")
     ema, ema_skipped = _build(experiment, checkpoint.ema_weights if use_ema else checkpoint.weights, description,
