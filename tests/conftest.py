@@ -222,6 +222,12 @@ def storage_faults():
     faults.undo()
 
 
+@pytest.fixture
+def clean_gin():
+    """No gin bindings when the test starts (after it, `no_gin_bindings_left_behind` clears them)."""
+    gin.clear_config()
+
+
 @pytest.fixture(autouse=True)
 def no_gin_bindings_left_behind():
     """Clears gin's bindings after every test: a configurable built by a later test in the same worker (e.g. a

@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
+
 TINY = ["--budget_seconds=0.1", "--seeds=0", "--networks=unet", "--trainings=dsm", "--num_samples=20",
         "--sweep_samples=20", "--als_step_sizes=2e-4", "--cas_step_sizes=3e-4,4.5e-4",
         "--gin_bindings=UNet.ch = 8", "--gin_bindings=NoiseSchedule.num_levels = 6",

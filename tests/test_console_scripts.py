@@ -15,8 +15,8 @@ from absl import flags, logging
 from absl.testing import flagsaver
 
 from asm_tf.cli import common
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("asm-train", "asm-sample", "asm-export", "asm-eval", "asm-import")
 # Lines that a default run must not show: TensorFlow's C++ start-up, absl INFO, gin's include search.
 NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations", "INFO:", "I0000",

@@ -3,7 +3,6 @@
 import json
 import os
 
-import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,13 +38,6 @@ ToyMLP.depth = 1
 def _write_run(workdir, config):
     """A run directory without training: config.gin and a checkpoint of random EMA weights at STEP."""
     return write_untrained_run(workdir, config, STEP, seed=0)
-
-
-@pytest.fixture
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 # --- the posterior mean --------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 blur yardsticks on real digits, and asm-eval --metric=fdd."""
 
 import json
-import os
 
 import keras
 import numpy as np
@@ -13,7 +12,6 @@ from asm_tf.data import digits
 from asm_tf.evaluation import digit_quality, feature_metrics, modes
 from conftest import run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_fdd_of_gaussian_features_approaches_the_closed_form():

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
+
 PAGES = sorted(["README.md", "BENCHMARKS.md",
                 *(os.path.relpath(path, REPO) for pattern in ("docs/*.md", "tools/README.md", "tools/*/README.md")
                   for path in glob.glob(os.path.join(REPO, pattern)))])

@@ -17,12 +17,11 @@ from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
 from asm_tf import export, run_loading, sampling, sigmas
-from conftest import run_cli, write_untrained_run
+from conftest import REPO, run_cli, write_untrained_run
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.score import ScoreModel
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 3)
 MAX_IMAGES = 6
 STEP = 7

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 
-import gin
 import keras
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from asm_tf.experiment import Experiment
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.sigmas import NoiseSchedule
 from asm_tf.training import Trainer
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULE = NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
 SETTINGS = sampling.SamplerSettings(sampler="cas", n_sigma=2, step_size=8e-5)
 quiet = lambda _: None
@@ -173,13 +172,6 @@ def test_mixed_precision_trains_with_finite_losses_and_float32_sampling(tmp_path
         assert float(trainer.score_update.loss_scale.scale.numpy()) == 2.0**15
     final, denoised = trainer.previews.samples(np.arange(4))
     assert final.dtype == denoised.dtype == tf.float32
-
-
-@pytest.fixture
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def test_xla_on_each_replica_trains_like_the_plain_graph(tmp_path, mirrored):

@@ -16,9 +16,8 @@ import tensorflow as tf
 
 from asm_tf import configuration, export, run_loading, sampling, storage, summaries, training, workdir as workdir_lib
 from asm_tf.evaluation import sweep
-from conftest import run_cli
+from conftest import REPO, run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin")
 BINDINGS = ["Trainer.num_steps = 20", "Trainer.steps_per_call = 10", "Trainer.log_every = 10",
             "Trainer.checkpoint_every = 10", "Trainer.sample_every = 20", "Trainer.num_preview = 16",

@@ -10,8 +10,8 @@ import pytest
 import scipy.spatial
 
 from asm_tf import point_mass, schedule_design, sigmas
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = sigmas.NoiseSchedule(50.0, 0.01, 232)
 CHURCHES = sigmas.NoiseSchedule(140.0, 0.01, 788)
 SMALL = sigmas.NoiseSchedule(1.0, 0.01, 10)
@@ -22,13 +22,6 @@ TOOL_FOLDERS = {"num_noise_levels": "user", "step_size": "user", "sigma_max": "u
 
 def _tool(name):
     return importlib.import_module(f"tools.{TOOL_FOLDERS[name]}.{name}")
-
-
-@pytest.fixture
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 # --- Technique 2 -----------------------------------------------------------------------------------
