@@ -1,5 +1,6 @@
 """asm-tf: adversarial score matching and consistent annealed sampling (Jolicoeur-Martineau et al., ICLR 2021)."""
 
+import importlib.abc
 import os
 import re
 import sys
@@ -12,6 +13,29 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (set 0 to see them)
 
 __version__ = "0.1.0"
+
+# Modules that moved into subpackages (docs/layout.md): importing one by its old name says where it went.
+MOVED_MODULES = {
+    "levels": "asm_tf.noise_levels.formulas", "sigmas": "asm_tf.noise_levels.schedule",
+    "schedule_design": "asm_tf.noise_levels.design", "ode": "asm_tf.sampling.ode", "losses": "asm_tf.training.dsm",
+    "point_mass": "asm_tf.evaluation.point_mass",
+    **{name: f"asm_tf.training.{name}" for name in ("adversarial", "checkpointing", "distribution", "ema",
+                                                    "gan_losses", "optimizers", "precision", "preemption",
+                                                    "previews")},
+}
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder):
+    """Consulted after the regular finders, so only for a name that no longer exists."""
+
+    def find_spec(self, fullname, path, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package == __name__ and name in MOVED_MODULES:
+            raise ModuleNotFoundError(f"{fullname} has moved: import {MOVED_MODULES[name]} (docs/layout.md)")
+        return None
+
+
+sys.meta_path.append(_MovedModuleFinder())
 
 # What TensorFlow's C++ libraries print while loading, before their logging honours TF_CPP_MIN_LOG_LEVEL:
 # absl's banner and INFO lines such as the oneDNN notice (once per library, so twice), and the universal wheel's

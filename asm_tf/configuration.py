@@ -19,9 +19,10 @@ class ConfigError(ValueError):
 
 def register_configurables():
     """Imports every module that declares gin configurables, so that any run's configuration parses."""
-    from asm_tf import adversarial, data, experiment, gan_losses, models, optimizers, sampling, sigmas  # noqa: F401
-    from asm_tf import training  # noqa: F401
+    from asm_tf import data, experiment, models, sampling  # noqa: F401
     from asm_tf.evaluation import fid  # noqa: F401
+    from asm_tf.noise_levels import schedule  # noqa: F401
+    from asm_tf.training import adversarial, gan_losses, optimizers, trainer  # noqa: F401
 
 
 @contextlib.contextmanager

@@ -7,8 +7,9 @@ import gin
 import tensorflow as tf
 
 from asm_tf.data.source import DataSource
+from asm_tf.noise_levels.schedule import NoiseSchedule
 from asm_tf.score import ScoreModel
-from asm_tf.sigmas import NoiseSchedule
+
 
 def parameter_count(network):
     return sum(int(v.shape.num_elements()) for v in network.trainable_variables)

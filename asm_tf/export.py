@@ -14,7 +14,7 @@ Signatures of an image run (N images of shape [H, W, C]; data space is [0, 1]):
   sample_ode       seeds int64 [N], num_steps int32 [], spacing string [] ("ladder": num_steps of the trained
                    levels, "rho": EDM's rho schedule between the ladder's ends), rho float32 [],
                    second_order bool [] (Heun, else Euler), churn float32 [], eta float32 [] (Euler only),
-                   denoise bool [] -> images, images_float: the probability-flow ODE (asm_tf.ode).
+                   denoise bool [] -> images, images_float: the probability-flow ODE (asm_tf.sampling.ode).
   sample_cas_levels seeds, num_steps, spacing, rho as sample_ode, step_size float32 [], denoise bool [] ->
                    images, images_float: CAS on num_steps levels, its step size checked against their bounds.
   denoise          noisy_images float32 [N, H, W, C] (model space), sigma float32 [N] -> denoised (the EDS,
@@ -31,8 +31,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import levels as levels_lib
-from asm_tf import ode, sampling, summaries
+from asm_tf import sampling, summaries
+from asm_tf.noise_levels import formulas
 
 SIGNATURES = ("serving_default", "sample_cas", "sample_als", "sample_ode", "sample_cas_levels", "denoise", "inpaint")
 MAX_N_SIGMA = 1000  # keeps (L - 1) n_sigma + 1 far from int32 overflow and a request's cost bounded
@@ -128,13 +128,9 @@ class Signatures:
             return checks, tf.ensure_shape(x, (None, *self._example_shape))
 
     # ------------------------------------------------------------------ samplers
-    def _draw(self, seeds, levels, step_size, denoise, sampler, n_sigma=1):
-        x = sampling.initial_value(seeds, self._example_shape, self._source)
-        if sampler == "cas":
-            final, denoised = sampling.cas(self._score_model, x, seeds, levels, step_size)
-        else:
-            final, denoised = sampling.als(self._score_model, x, seeds, levels, step_size, n_sigma,
-                                           self._settings.noise_first)
+    def _draw(self, seeds, levels, step_size, denoise, sampler, n_sigma=1, **ode_settings):
+        final, denoised = sampling.draw(self._score_model, self._source, seeds, levels, sampler, step_size=step_size,
+                                        n_sigma=n_sigma, noise_first=self._settings.noise_first, **ode_settings)
         return self._outputs(self._source.transform.to_data(tf.where(denoise, denoised, final)))
 
     def _serving_default(self, seeds):
@@ -148,7 +144,7 @@ class Signatures:
     def _cas_on(self, seeds, grid, step_size, denoise, grid_name, grid_value):
         """CAS on `grid` (float64) once the seed count and the step size (against the grid's bounds) are checked;
         `grid_name` describes the grid in the error, with `grid_value` in its {}."""
-        low, high = levels_lib.cas_step_size_bounds(grid)
+        low, high = formulas.cas_step_size_bounds(grid)
         eps = tf.cast(step_size, tf.float64)
         checks = self._check_count(tf.size(seeds), "seed") + [_check(
             tf.logical_and(low < eps, eps < high),
@@ -159,7 +155,7 @@ class Signatures:
 
     def _sample_cas(self, seeds, step_size, n_sigma, denoise):
         with tf.control_dependencies([self._check_n_sigma(n_sigma)]):
-            grid = levels_lib.sampler_levels(self._schedule, "cas", n_sigma=n_sigma)
+            grid = formulas.sampler_levels(self._schedule, "cas", n_sigma=n_sigma)
         return self._cas_on(seeds, grid, step_size, denoise, "n_sigma = {}", n_sigma)
 
     def _sample_als(self, seeds, step_size, n_sigma, denoise):
@@ -168,7 +164,7 @@ class Signatures:
             _check(tf.logical_and(step_size > 0.0, tf.math.is_finite(step_size)),
                    "step_size must be a positive number, got {}", step_size)]
         with tf.control_dependencies(checks):
-            levels = levels_lib.sampler_levels(self._schedule, "als", n_sigma=n_sigma)
+            levels = formulas.sampler_levels(self._schedule, "als", n_sigma=n_sigma)
             return self._draw(seeds, tf.cast(levels, tf.float32), step_size, denoise, "als", n_sigma)
 
     def _levels(self, sampler, num_steps, spacing, rho):
@@ -185,7 +181,7 @@ class Signatures:
             _check(tf.logical_or(tf.logical_not(is_rho), tf.logical_and(rho > 0.0, tf.math.is_finite(rho))),
                    "rho must be a positive number, got {}", rho)]
         with tf.control_dependencies(checks):
-            levels = levels_lib.sampler_levels(self._schedule, sampler, num_steps=num_steps, spacing=spacing, rho=rho)
+            levels = formulas.sampler_levels(self._schedule, sampler, num_steps=num_steps, spacing=spacing, rho=rho)
         return checks, levels
 
     def _sample_ode(self, seeds, num_steps, spacing, rho, second_order, churn, eta, denoise):
@@ -197,10 +193,7 @@ class Signatures:
             _check(tf.logical_not(tf.logical_and(second_order, eta > 0.0)),
                    "eta applies to Euler (second_order false); Heun takes churn")]
         with tf.control_dependencies(checks):
-            x = sampling.initial_value(seeds, self._example_shape, self._source)
-            final, denoised = ode.sample(self._score_model, ode.starting_state(x, seeds, levels[0]), seeds, levels,
-                                         second_order=second_order, churn=churn, eta=eta)
-        return self._outputs(self._source.transform.to_data(tf.where(denoise, denoised, final)))
+            return self._draw(seeds, levels, None, denoise, "euler", second_order=second_order, churn=churn, eta=eta)
 
     def _sample_cas_levels(self, seeds, num_steps, spacing, rho, step_size, denoise):
         checks, grid = self._levels("cas", num_steps, spacing, rho)

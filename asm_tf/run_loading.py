@@ -5,9 +5,11 @@ import dataclasses
 
 import tensorflow as tf
 
-from asm_tf import checkpointing, configuration, sampling, storage, workdir as workdir_lib
+from asm_tf import configuration, sampling, storage
+from asm_tf import workdir as workdir_lib
 from asm_tf.experiment import Experiment
 from asm_tf.score import ScoreModel
+from asm_tf.training import checkpointing
 
 
 def parse_run_config(workdir, bindings=()):

@@ -1,9 +1,9 @@
 """A run's directory (the --workdir of every command): its layout and its saved configuration. Loading a run back
-is asm_tf.run_loading's job, its checkpoints asm_tf.checkpointing's.
+is asm_tf.run_loading's job, its checkpoints asm_tf.training.checkpointing's.
 
     WORKDIR/config.gin              the bindings given: what resumes and the other commands read
     WORKDIR/operative_config.gin    every value in effect, defaults included (for people)
-    WORKDIR/checkpoints/ckpt-<step> checkpoints (asm_tf.checkpointing), listed by checkpoints/checkpoint
+    WORKDIR/checkpoints/ckpt-<step> checkpoints (asm_tf.training.checkpointing), listed by checkpoints/checkpoint
     WORKDIR/tensorboard/            training summaries; asm-eval's sweeps in tensorboard/<sweep>
     WORKDIR/samples/<settings>/     asm-sample's output
     WORKDIR/eval/                   asm-eval's reports and reference statistics
@@ -15,7 +15,8 @@ import os
 
 import tensorflow as tf
 
-from asm_tf import checkpointing, storage
+from asm_tf import storage
+from asm_tf.training import checkpointing
 
 
 def config_path(workdir):

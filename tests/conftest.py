@@ -12,8 +12,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import asm_tf  # noqa: E402,F401  (before TensorFlow, as the command-line tools import it: oneDNN on)
 import tensorflow as tf  # noqa: E402
+
+import asm_tf  # noqa: E402,F401  (before TensorFlow, as the command-line tools import it: oneDNN on)
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
@@ -24,11 +25,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from asm_tf import configuration, workdir as workdir_lib  # noqa: E402
+from asm_tf import configuration  # noqa: E402
+from asm_tf import workdir as workdir_lib  # noqa: E402
 from asm_tf.experiment import Experiment  # noqa: E402
-from asm_tf.losses import dsm_loss  # noqa: E402
 from asm_tf.score import ScoreModel  # noqa: E402
-
+from asm_tf.training.dsm import dsm_loss  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny 2-D run: 20 steps, checkpoints at 10 and 20, a preview at 20.

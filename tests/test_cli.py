@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import TOY_RUN_ARGS as TINY
+from conftest import run_cli as run
 from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from asm_tf import configuration
 from asm_tf.cli import common
-from conftest import TOY_RUN_ARGS as TINY
-from conftest import run_cli as run
 
 
 def error_line(result):

@@ -12,14 +12,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_export import CALLS, CONFIG, FRESH, NOISY, write_run
 
-from asm_tf import export, ode, run_loading, sampling
+from asm_tf import export, run_loading, sampling
 from asm_tf.data import digits
 from asm_tf.experiment import Experiment
 from asm_tf.models.unet import UNet
-from asm_tf.sigmas import NoiseSchedule
-from asm_tf.training import Trainer
-from test_export import CALLS, CONFIG, FRESH, NOISY, write_run
+from asm_tf.noise_levels.schedule import NoiseSchedule
+from asm_tf.sampling import ode
+from asm_tf.training.trainer import Trainer
 
 SCHEDULE = NoiseSchedule(sigma_begin=1.0, sigma_end=0.02, num_levels=5)
 # CAS on the grid refined twice (levels between the trained ones): 1.55e-4 < eps < 6.45e-4.

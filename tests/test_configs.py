@@ -6,10 +6,11 @@ import os
 import gin
 import pytest
 
-from asm_tf import configuration, optimizers
-from asm_tf.adversarial import Adversarial
+from asm_tf import configuration
 from asm_tf.experiment import Experiment
 from asm_tf.sampling import SamplerSettings
+from asm_tf.training import optimizers
+from asm_tf.training.adversarial import Adversarial
 
 CONFIGS = sorted(path for path in glob.glob(os.path.join(os.path.dirname(__file__), "..", "gin_configs", "*.gin"))
                  if not path.endswith(("toy2d_common.gin", "toy2d_adversarial.gin")))  # included by others

@@ -13,9 +13,9 @@ import termios
 import pytest
 from absl import flags, logging
 from absl.testing import flagsaver
+from conftest import REPO
 
 from asm_tf.cli import common
-from conftest import REPO
 
 SCRIPTS = ("asm-train", "asm-sample", "asm-export", "asm-eval", "asm-import")
 # Lines that a default run must not show: TensorFlow's C++ start-up, absl INFO, gin's include search.

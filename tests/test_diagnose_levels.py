@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import write_untrained_run
 
 from asm_tf import noise, run_loading
-from conftest import write_untrained_run
 from asm_tf.data import digits
 from asm_tf.evaluation import ideal, level_diagnosis
 from tools.experiments import diagnose_levels

@@ -7,11 +7,10 @@ import keras
 import numpy as np
 import pytest
 import scipy.linalg
+from conftest import run_cli
 
 from asm_tf.data import digits
 from asm_tf.evaluation import digit_quality, feature_metrics, modes
-from conftest import run_cli
-
 
 
 def test_fdd_of_gaussian_features_approaches_the_closed_form():

@@ -13,13 +13,14 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO, run_cli, write_untrained_run
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
-from asm_tf import export, run_loading, sampling, sigmas
-from conftest import REPO, run_cli, write_untrained_run
+from asm_tf import export, run_loading, sampling
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
+from asm_tf.noise_levels import schedule as noise_schedule
 from asm_tf.score import ScoreModel
 
 SHAPE = (8, 8, 3)
@@ -374,7 +375,7 @@ def test_a_point_run_exports_points(tmp_path, data_std):
     network(tf.zeros([1, 2]))
     score_model = ScoreModel(network, data_std)
     source = toy2d.toy2d("8gaussians", 256)
-    schedule = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.05, num_levels=3)
+    schedule = noise_schedule.NoiseSchedule(sigma_begin=1.0, sigma_end=0.05, num_levels=3)
     settings = sampling.SamplerSettings(n_sigma=1, step_size=0.002)
     path = str(tmp_path / "points" / "1")
     export.save(score_model, schedule, source, settings, path, max_images=8)

@@ -11,16 +11,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO
 from tensorboard.backend.event_processing import event_accumulator
 
-from asm_tf import configuration, optimizers, preemption, sampling
+from asm_tf import configuration, sampling
 from asm_tf import workdir as workdir_lib
 from asm_tf.data import toy2d
 from asm_tf.experiment import Experiment
 from asm_tf.models.mlp import ToyMLP
-from asm_tf.sigmas import NoiseSchedule
-from asm_tf.training import Trainer
-from conftest import REPO
+from asm_tf.noise_levels.schedule import NoiseSchedule
+from asm_tf.training import optimizers, preemption
+from asm_tf.training.trainer import Trainer
 
 SCHEDULE = NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
 SETTINGS = sampling.SamplerSettings(sampler="cas", n_sigma=2, step_size=8e-5)

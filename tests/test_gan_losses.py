@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import gan_losses
+from asm_tf.training import gan_losses
 
 REAL = np.array([1.5, -0.5, 0.25, 2.0], np.float32)
 FAKE = np.array([-1.0, 0.5, 3.0, -0.25], np.float32)

@@ -5,26 +5,28 @@ import gin
 import numpy as np
 import pytest
 
-from asm_tf import levels, sampling, sigmas
+from asm_tf import sampling
+from asm_tf.noise_levels import formulas
+from asm_tf.noise_levels import schedule as noise_schedule
 
-SCHEDULE = sigmas.NoiseSchedule(sigma_begin=8.5, sigma_end=0.02, num_levels=40)
+SCHEDULE = noise_schedule.NoiseSchedule(sigma_begin=8.5, sigma_end=0.02, num_levels=40)
 RUN = sampling.SamplerSettings(sampler="cas", step_size=1.5e-4)
 
 
 def test_a_subsampled_ladder_keeps_its_ends_and_takes_only_trained_levels():
     ladder = SCHEDULE.sigmas()
-    picked = levels.subsampled(ladder, 10).numpy()
+    picked = formulas.subsampled(ladder, 10).numpy()
     assert len(picked) == 10 and picked[0] == ladder[0] and picked[-1] == ladder[-1]
     assert set(picked) <= set(ladder) and np.all(np.diff(picked) < 0)
-    np.testing.assert_array_equal(levels.subsampled(ladder, 40).numpy(), ladder)
+    np.testing.assert_array_equal(formulas.subsampled(ladder, 40).numpy(), ladder)
 
 
 def test_the_rho_schedule_has_exact_ends_and_is_linear_for_rho_one():
-    got = levels.rho_spaced(80.0, 0.002, 18, 7.0).numpy()
+    got = formulas.rho_spaced(80.0, 0.002, 18, 7.0).numpy()
     assert got[0] == 80.0 and got[-1] == 0.002 and np.all(np.diff(got) < 0)
     # EDM's sigma_i for i = 1 of 18 at rho 7 (Karras et al. 2022, eq. 5).
     assert got[1] == pytest.approx((80 ** (1 / 7) + (0.002 ** (1 / 7) - 80 ** (1 / 7)) / 17) ** 7)
-    np.testing.assert_allclose(levels.rho_spaced(5.0, 1.0, 5, 1.0).numpy(), [5, 4, 3, 2, 1])
+    np.testing.assert_allclose(formulas.rho_spaced(5.0, 1.0, 5, 1.0).numpy(), [5, 4, 3, 2, 1])
 
 
 def test_coarse_cas_needs_a_step_size_within_the_bounds_of_its_own_grid():
@@ -41,7 +43,7 @@ def test_coarse_cas_needs_a_step_size_within_the_bounds_of_its_own_grid():
 
 def test_refining_with_n_sigma_and_coarsening_with_num_steps_carry_the_step_size_alike():
     refined = sampling.SamplerSettings(sampler="cas", n_sigma=3, step_size=RUN.step_size)
-    expected = sigmas.extrapolate_step_size(RUN.step_size, sampler="cas", n_from=1, n_to=3, sigma_end=0.02)
+    expected = noise_schedule.extrapolate_step_size(RUN.step_size, sampler="cas", n_from=1, n_to=3, sigma_end=0.02)
     assert sampling.carried_step_size(RUN, refined, SCHEDULE) == pytest.approx(expected)
 
 
@@ -117,7 +119,7 @@ def test_a_sampler_variant_reads_its_fields_and_takes_the_defaults_for_the_other
 def test_a_sampler_variant_carries_the_run_step_size_from_the_run_density(sampler):
     from asm_tf.cli import common
 
-    tuned = sigmas.extrapolate_step_size(1.5e-4, sampler=sampler, n_from=1, n_to=5, sigma_end=0.02)
+    tuned = noise_schedule.extrapolate_step_size(1.5e-4, sampler=sampler, n_from=1, n_to=5, sigma_end=0.02)
     run = sampling.SamplerSettings(sampler=sampler, n_sigma=5, step_size=tuned)
     assert common.parse_sampler_variant(f"{sampler}:n_sigma=5", run, SCHEDULE).step_size == pytest.approx(tuned)
     one = common.parse_sampler_variant(sampler, run, SCHEDULE)

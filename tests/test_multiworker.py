@@ -93,11 +93,11 @@ def trained_state(checkpoint):
 
 def single_process_run(workdir, reference):
     """The same configuration (read from the workers' config.gin) in this process on one device."""
-    from asm_tf import training
     from asm_tf.run_loading import parse_run_config
+    from asm_tf.training.trainer import Trainer
     parse_run_config(workdir)
     try:
-        training.Trainer(reference, tf.distribute.get_strategy()).train(log=lambda _: None)
+        Trainer(reference, tf.distribute.get_strategy()).train(log=lambda _: None)
     finally:
         gin.clear_config()
 

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import levels, noise, ode, sampling, score, sigmas
+from asm_tf import noise, sampling, score
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
+from asm_tf.noise_levels import formulas
+from asm_tf.noise_levels import schedule as noise_schedule
+from asm_tf.sampling import ode
 from asm_tf.score import ScoreModel
 
 MEAN = tf.constant([0.3, -0.2])
@@ -32,7 +35,7 @@ def _gaussian_run(num_levels, second_order, **noise):
     start = MEAN + tf.sqrt(VARIANCE + SIGMA_1**2) * z
     exact = MEAN + tf.sqrt((VARIANCE + SIGMA_L**2) / (VARIANCE + SIGMA_1**2)) * (start - MEAN)
     final, denoised = ode.sample(ScoreModel(GaussianOracle()), start, seeds,
-                                 levels.rho_spaced(SIGMA_1, SIGMA_L, num_levels, 7.0),
+                                 formulas.rho_spaced(SIGMA_1, SIGMA_L, num_levels, 7.0),
                                  second_order=second_order, **noise)
     return final, denoised, exact
 
@@ -95,7 +98,7 @@ def test_churn_is_edm_s_churn(second_order):
     """gamma = min(S_churn / N, sqrt(2) - 1) on each of the N steps, the last (the final denoising) included."""
     start = MEAN + SIGMA_1 * tf.random.stateless_normal([64, 2], seed=[7, 8])
     seeds = tf.range(64, dtype=tf.int64)
-    score_model, sigmas = ScoreModel(GaussianOracle()), levels.rho_spaced(SIGMA_1, SIGMA_L, 6, 7.0)
+    score_model, sigmas = ScoreModel(GaussianOracle()), formulas.rho_spaced(SIGMA_1, SIGMA_L, 6, 7.0)
     _, denoised = ode.sample(score_model, start, seeds, sigmas, second_order=second_order, churn=2.0)
     expected = _edm_algorithm_2(score_model, start, seeds, sigmas, 2.0, second_order)
     np.testing.assert_allclose(denoised, expected, rtol=1e-4, atol=1e-5)
@@ -104,7 +107,7 @@ def test_churn_is_edm_s_churn(second_order):
 def test_a_deterministic_image_depends_only_on_its_starting_state():
     start = tf.random.stateless_normal([8, 2], seed=[3, 4]) * SIGMA_1
     run = [ode.sample(ScoreModel(GaussianOracle()), start, tf.range(8, dtype=tf.int64) + offset,
-                      levels.rho_spaced(SIGMA_1, SIGMA_L, 6, 7.0), second_order=True)[0] for offset in (0, 100)]
+                      formulas.rho_spaced(SIGMA_1, SIGMA_L, 6, 7.0), second_order=True)[0] for offset in (0, 100)]
     np.testing.assert_array_equal(run[0], run[1])
 
 
@@ -126,7 +129,7 @@ class CountingOracle(GaussianOracle):
 @pytest.mark.parametrize("sampler, num_steps, calls", [("euler", 5, 5), ("heun", 5, 9), ("heun", 2, 3)])
 def test_the_samplers_call_the_network_as_often_as_they_say(sampler, num_steps, calls):
     settings = sampling.SamplerSettings(sampler=sampler, num_steps=num_steps, spacing="rho")
-    schedule = sigmas.NoiseSchedule(sigma_begin=SIGMA_1, sigma_end=SIGMA_L, num_levels=40)
+    schedule = noise_schedule.NoiseSchedule(sigma_begin=SIGMA_1, sigma_end=SIGMA_L, num_levels=40)
     assert settings.network_calls(schedule) == calls
     CountingOracle.calls = 0  # eagerly, tf.while_loop runs its body and tf.cond only the branch taken
     ode.sample(ScoreModel(CountingOracle()), tf.zeros([3, 2]), tf.range(3, dtype=tf.int64),
@@ -143,7 +146,7 @@ def test_the_same_seeds_give_the_same_samples_at_any_batch_size(settings):
     tf.keras.utils.set_random_seed(0)
     network = ToyMLP(hidden=32, depth=2)
     network(tf.zeros([1, 2]))
-    schedule = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
+    schedule = noise_schedule.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
     sample = sampling.make_sampler(ScoreModel(network), schedule, sampling.SamplerSettings(**settings),
                                    toy2d.toy2d("8gaussians", 1000))
     seeds = np.arange(32)
@@ -157,8 +160,8 @@ def test_the_same_seeds_give_the_same_samples_at_any_batch_size(settings):
 
 def test_cas_at_its_lower_step_size_bound_is_the_deterministic_euler_step():
     """eps = sigma_L^2 (1 - gamma) makes CAS's beta 0 and its update x + (sigma - sigma') net: Euler's."""
-    grid = sigmas.ladder(SIGMA_1, SIGMA_L, 8)
-    gamma = sigmas.min_ratio(grid)
+    grid = noise_schedule.ladder(SIGMA_1, SIGMA_L, 8)
+    gamma = noise_schedule.min_ratio(grid)
     start = MEAN + SIGMA_1 * tf.random.stateless_normal([64, 2], seed=[5, 6])
     seeds = tf.range(64, dtype=tf.int64)
     score_model = ScoreModel(GaussianOracle())

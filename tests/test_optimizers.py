@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import optimizers
+from asm_tf.training import optimizers
 
 LEARNING_RATE = 1e-2
 

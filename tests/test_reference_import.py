@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-
-from asm_tf import run_loading, storage, workdir as workdir_lib
-from asm_tf.reference import files, importer
 from conftest import REPO, run_cli
+
+from asm_tf import run_loading, storage
+from asm_tf import workdir as workdir_lib
+from asm_tf.reference import files, importer
 from tools.experiments.reference_fixtures import fixture_values, rebuild_checkpoint
 
 FIXTURES = os.environ.get("ASM_REFERENCE_FIXTURES", os.path.join(REPO, "tests", "fixtures", "reference"))

@@ -13,10 +13,11 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from asm_tf import configuration, export, run_loading, sampling, storage, summaries, training, workdir as workdir_lib
-from asm_tf.evaluation import sweep
 from conftest import REPO, run_cli
+
+from asm_tf import configuration, export, run_loading, sampling, storage, summaries, training
+from asm_tf import workdir as workdir_lib
+from asm_tf.evaluation import sweep
 
 TOY = os.path.join(REPO, "gin_configs", "toy2d_8gaussians.gin")
 BINDINGS = ["Trainer.num_steps = 20", "Trainer.steps_per_call = 10", "Trainer.log_every = 10",

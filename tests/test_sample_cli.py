@@ -7,15 +7,15 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_cli
 from PIL import Image
+from test_export import write_run
 
-from asm_tf import run_loading
-from asm_tf import sampling, sigmas
+from asm_tf import run_loading, sampling
 from asm_tf.data import toy2d
 from asm_tf.models.mlp import ToyMLP
+from asm_tf.noise_levels import schedule as noise_schedule
 from asm_tf.score import ScoreModel
-from conftest import run_cli
-from test_export import write_run
 
 
 def sample_cli(*args):
@@ -33,7 +33,7 @@ def test_a_trajectory_starts_at_the_initial_value_and_ends_at_the_final_sample(s
     network = ToyMLP(hidden=16, depth=2)
     network(tf.zeros([1, 2]))
     source = toy2d.toy2d("8gaussians", 256)
-    schedule = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.05, num_levels=4)
+    schedule = noise_schedule.NoiseSchedule(sigma_begin=1.0, sigma_end=0.05, num_levels=4)
     settings = sampling.SamplerSettings(sampler=sampler, n_sigma=n_sigma, step_size=0.002)
     seeds = tf.constant([4, 0, 9], tf.int64)
     final, denoised = sampling.make_sampler(ScoreModel(network), schedule, settings, source)(seeds)
@@ -61,7 +61,7 @@ def test_sample_saves_a_trajectory_strip_with_an_extrapolated_step_size(workdir,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sampled 5/5" in result.stdout and "trajectory.png" in result.stdout
     settings = json.load(open(os.path.join(out, "settings.json")))
-    expected = sigmas.extrapolate_step_size(0.002, sampler="cas", n_from=2, n_to=3, sigma_end=0.05)
+    expected = noise_schedule.extrapolate_step_size(0.002, sampler="cas", n_from=2, n_to=3, sigma_end=0.05)
     assert settings["step_size"] == pytest.approx(expected, rel=1e-12) and settings["step_size"] != 0.002
     assert settings["n_sigma"] == 3 and settings["step_size_flag"] == "auto"
     samples = np.load(os.path.join(out, "samples.npz"))
@@ -69,7 +69,7 @@ def test_sample_saves_a_trajectory_strip_with_an_extrapolated_step_size(workdir,
     saved = np.load(os.path.join(out, "trajectory.npz"))
     # 10 CAS levels, a snapshot entering levels 0, 2, 4, 6, 8 and the final sample; the first 3 images.
     assert saved["trajectory"].shape == (3, 6, 8, 8, 3) and saved["trajectory"].dtype == np.uint8
-    np.testing.assert_allclose(saved["sigmas"], sigmas.NoiseSchedule(1.0, 0.05, 4).refined(3)[::2])
+    np.testing.assert_allclose(saved["sigmas"], noise_schedule.NoiseSchedule(1.0, 0.05, 4).refined(3)[::2])
     np.testing.assert_array_equal(saved["trajectory"][:, -1], samples["final"][:3])
     strip = np.asarray(Image.open(os.path.join(out, "trajectory.png")))
     assert strip.shape == (3 * 8, 6 * 8, 3)

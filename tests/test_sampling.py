@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asm_tf import sampling, sigmas
+from asm_tf import sampling
 from asm_tf.data import toy2d
+from asm_tf.evaluation.point_mass import PointMassScore
 from asm_tf.models.mlp import ToyMLP
-from asm_tf.point_mass import PointMassScore
+from asm_tf.noise_levels import schedule as noise_schedule
 from asm_tf.score import ScoreModel
 
 CENTRE = 0.3
@@ -19,9 +20,9 @@ def _start(sigma_1):
 
 
 def test_cas_keeps_the_noise_std_on_the_geometric_schedule():
-    grid = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=6).refined(3)
+    grid = noise_schedule.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=6).refined(3)
     eta = 0.4  # the grid's ratio is 0.7356, so CAS needs 0.2644 < eta < 1.7356
-    sigmas.check_cas_step_size(eta * grid[-1] ** 2, grid)
+    noise_schedule.check_cas_step_size(eta * grid[-1] ** 2, grid)
     x0, seeds = _start(grid[0])
     for k in (2, 5, 9, len(grid)):
         head = grid[:k]
@@ -34,7 +35,7 @@ def test_cas_keeps_the_noise_std_on_the_geometric_schedule():
 
 @pytest.mark.parametrize("n_sigma", [1, 2])
 def test_als_follows_the_variance_recursion(n_sigma):
-    levels = sigmas.ladder(1.0, 0.01, 8)
+    levels = noise_schedule.ladder(1.0, 0.01, 8)
     eta = 0.3
     x0, seeds = _start(levels[0])
     final, _ = sampling.als(ScoreModel(PointMassScore(CENTRE)), x0, seeds, levels, eta * levels[-1] ** 2, n_sigma)
@@ -48,7 +49,7 @@ def test_als_follows_the_variance_recursion(n_sigma):
 
 
 def test_als_noise_first_ends_with_a_gradient_step():
-    levels = sigmas.ladder(1.0, 0.01, 5)
+    levels = noise_schedule.ladder(1.0, 0.01, 5)
     x0, seeds = _start(levels[0])
     final, _ = sampling.als(ScoreModel(PointMassScore(CENTRE)), x0, seeds, levels, 0.5 * levels[-1] ** 2, 1,
                             noise_first=True)
@@ -64,7 +65,7 @@ def test_the_same_seeds_give_the_same_samples_at_any_batch_size(sampler):
     network = ToyMLP(hidden=32, depth=2)
     network(tf.zeros([1, 2]))
     settings = sampling.SamplerSettings(sampler=sampler, n_sigma=2, step_size=8e-5)
-    schedule = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
+    schedule = noise_schedule.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
     sample = sampling.make_sampler(ScoreModel(network), schedule, settings, toy2d.toy2d("8gaussians", 1000))
     seeds = np.arange(64)
     reference = sampling.sample_in_batches(sample, seeds, 64, log=None)
@@ -79,7 +80,7 @@ def test_the_same_seeds_give_the_same_samples_at_any_batch_size(sampler):
 
 
 def test_make_sampler_rejects_a_step_size_outside_the_cas_bounds():
-    schedule = sigmas.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
+    schedule = noise_schedule.NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
     with pytest.raises(ValueError, match="outside the CAS bounds"):
         sampling.make_sampler(ScoreModel(ToyMLP()), schedule, sampling.SamplerSettings(step_size=1e-3),
                               toy2d.toy2d("8gaussians", 1000))

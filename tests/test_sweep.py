@@ -6,13 +6,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_cli
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
 
 from asm_tf.data import digits
 from asm_tf.data import toy2d as toy_data
 from asm_tf.evaluation import fid, modes, sweep, toy2d
-from conftest import run_cli
 
 SETTINGS = {"sampler": "cas", "n_sigma": 1, "num_samples": 300, "seeds": "0-299"}
 REAL = toy_data.sample("8gaussians", 300, 0)

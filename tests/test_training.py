@@ -4,15 +4,16 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from asm_tf import optimizers, sampling
-from asm_tf.adversarial import Adversarial
+from asm_tf import sampling
 from asm_tf.data import digits, toy2d
 from asm_tf.experiment import Experiment
 from asm_tf.models.discriminator import BigGANDiscriminator
 from asm_tf.models.mlp import ToyMLP
 from asm_tf.models.ncsnv2 import NCSNv2
-from asm_tf.sigmas import NoiseSchedule
-from asm_tf.training import Trainer
+from asm_tf.noise_levels.schedule import NoiseSchedule
+from asm_tf.training import optimizers
+from asm_tf.training.adversarial import Adversarial
+from asm_tf.training.trainer import Trainer
 
 SCHEDULE = NoiseSchedule(sigma_begin=1.0, sigma_end=0.01, num_levels=5)
 SETTINGS = sampling.SamplerSettings(sampler="cas", n_sigma=2, step_size=8e-5)

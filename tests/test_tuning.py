@@ -8,13 +8,15 @@ import gin
 import numpy as np
 import pytest
 import scipy.spatial
-
-from asm_tf import point_mass, schedule_design, sigmas
 from conftest import REPO
 
-CIFAR = sigmas.NoiseSchedule(50.0, 0.01, 232)
-CHURCHES = sigmas.NoiseSchedule(140.0, 0.01, 788)
-SMALL = sigmas.NoiseSchedule(1.0, 0.01, 10)
+from asm_tf.evaluation import point_mass
+from asm_tf.noise_levels import design as schedule_design
+from asm_tf.noise_levels import schedule as noise_schedule
+
+CIFAR = noise_schedule.NoiseSchedule(50.0, 0.01, 232)
+CHURCHES = noise_schedule.NoiseSchedule(140.0, 0.01, 788)
+SMALL = noise_schedule.NoiseSchedule(1.0, 0.01, 10)
 
 
 TOOL_FOLDERS = {"num_noise_levels": "user", "step_size": "user", "sigma_max": "user", "figure1": "experiments"}
@@ -62,7 +64,7 @@ def test_technique_2_refuses_bad_input():
     (CHURCHES, 1, 2.8e-6, 788, 0.987943, (1.206e-6, 1.988e-4), 0.0280, 0.1789),
 ])
 def test_cas_report_matches_the_spec_table(schedule, n_sigma, step_size, levels, gamma, bounds, eta, beta):
-    report = sigmas.step_size_report(schedule, "cas", n_sigma, step_size)
+    report = noise_schedule.step_size_report(schedule, "cas", n_sigma, step_size)
     assert report.levels == levels and report.error is None
     assert report.ratio == pytest.approx(gamma, abs=1e-6)
     np.testing.assert_allclose(report.bounds, bounds, rtol=1e-3)
@@ -72,13 +74,13 @@ def test_cas_report_matches_the_spec_table(schedule, n_sigma, step_size, levels,
 
 @pytest.mark.parametrize("step_size", [1.1e-6, 3.6e-6, 1.97e-4])
 def test_cas_step_sizes_outside_the_bounds_are_reported(step_size):
-    report = sigmas.step_size_report(CIFAR, "cas", 1, step_size)
+    report = noise_schedule.step_size_report(CIFAR, "cas", 1, step_size)
     assert report.beta is None
     assert "strictly between 3.61995e-06 and 0.00019638" in report.error
 
 
 def test_als_report_has_no_bounds():
-    report = sigmas.step_size_report(CIFAR, "als", 5, 3.6e-6)
+    report = noise_schedule.step_size_report(CIFAR, "als", 5, 3.6e-6)
     assert report.bounds is None and report.beta is None and report.error is None
     assert report.levels == 232 and report.eta == pytest.approx(0.036)
 
@@ -90,10 +92,10 @@ def test_als_report_has_no_bounds():
     (CHURCHES, 2.8e-6, 5, 5.66e-7),  # Churches (authors used 4.5e-7)
 ])
 def test_cas_extrapolation_reproduces_the_spec(schedule, tuned, n_to, expected):
-    got = sigmas.extrapolate_step_size(tuned, sampler="cas", n_from=1, n_to=n_to, sigma_end=schedule.sigma_end)
+    got = noise_schedule.extrapolate_step_size(tuned, sampler="cas", n_from=1, n_to=n_to, sigma_end=schedule.sigma_end)
     assert got == pytest.approx(expected, rel=2e-3)
-    assert sigmas.step_size_report(schedule, "cas", n_to, got).error is None
-    assert sigmas.extrapolate_step_size(1.8e-5, sampler="als", n_from=1, n_to=5, sigma_end=0.01) == pytest.approx(3.6e-6)
+    assert noise_schedule.step_size_report(schedule, "cas", n_to, got).error is None
+    assert noise_schedule.extrapolate_step_size(1.8e-5, sampler="als", n_from=1, n_to=5, sigma_end=0.01) == pytest.approx(3.6e-6)
 
 
 # --- Figure 1 --------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from asm_tf.models.unet import ResnetBlock, UNet, Upsample, ladder_positions, timestep_embedding
-from asm_tf.sigmas import ladder
+from asm_tf.noise_levels.schedule import ladder
 
 LEVELS = ladder(1.0, 0.01, 5)
 

@@ -13,9 +13,11 @@ import gin
 import tensorflow as tf
 from absl import flags
 
-from asm_tf import configuration, distribution, preemption, storage, training, workdir
+from asm_tf import configuration, storage, workdir
 from asm_tf.cli import common
 from asm_tf.experiment import parameter_count
+from asm_tf.training import distribution, preemption
+from asm_tf.training.trainer import Trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin configuration file(s), applied in order.")
@@ -90,7 +92,7 @@ def main(argv):
     strategy = distribution.make_strategy(strategy_name(FLAGS.strategy, FLAGS.dry_run), tpu=FLAGS.tpu)
     one_writer = FLAGS.workdir and not FLAGS.dry_run and distribution.workers_of(strategy).is_chief
     lock = storage.WorkdirLock(FLAGS.workdir).acquire() if one_writer else None  # held while referenced
-    trainer = training.Trainer(FLAGS.workdir or tempfile.mkdtemp(prefix="asm_dry_run_"), strategy)
+    trainer = Trainer(FLAGS.workdir or tempfile.mkdtemp(prefix="asm_dry_run_"), strategy)
     chief = trainer.workers.is_chief
     if chief:
         print("\n".join(describe(trainer)), flush=True)

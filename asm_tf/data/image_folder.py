@@ -16,8 +16,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from asm_tf.data import images as image_ops
-from asm_tf.data import pipeline
-from asm_tf.data import tfds_images
+from asm_tf.data import pipeline, tfds_images
 from asm_tf.data.source import DataSource, defer_missing_data
 from asm_tf.data.transforms import Transform
 

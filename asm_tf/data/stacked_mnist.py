@@ -9,8 +9,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from asm_tf.data import pipeline
-from asm_tf.data import tfds_images
+from asm_tf.data import pipeline, tfds_images
 from asm_tf.data.source import defer_missing_data
 from asm_tf.data.transforms import Transform
 

@@ -21,10 +21,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import levels as levels_lib
 from asm_tf import noise, sampling
 from asm_tf.data import digits
 from asm_tf.evaluation import ideal, modes
+from asm_tf.noise_levels import formulas
 
 DEFAULT_NUM_LEVELS = 8
 DIGITS_SHAPE = (digits.IMAGE_SIZE, digits.IMAGE_SIZE, 1)
@@ -41,7 +41,7 @@ def check_digits(source):
 def parse_levels(text, num_levels):
     """Sorted distinct ladder indices from '0,5,29'; None gives DEFAULT_NUM_LEVELS spread over the ladder."""
     if text is None:
-        return sorted(set(levels_lib.spread_indices(num_levels, DEFAULT_NUM_LEVELS).numpy().tolist()))
+        return sorted(set(formulas.spread_indices(num_levels, DEFAULT_NUM_LEVELS).numpy().tolist()))
     try:
         levels = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:

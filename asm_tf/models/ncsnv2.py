@@ -9,8 +9,7 @@ import gin
 import keras
 import tensorflow as tf
 
-from asm_tf.models.layers import (Conv, InstanceNormPlusPlus, RefineBlock, ResidualBlock,
-                                  channels_shape)
+from asm_tf.models.layers import Conv, InstanceNormPlusPlus, RefineBlock, ResidualBlock, channels_shape
 
 
 class RefineNetScoreNetwork(keras.Model):

@@ -15,7 +15,8 @@ import re
 
 import tensorflow as tf
 
-from asm_tf import configuration, storage, workdir as workdir_lib
+from asm_tf import configuration, storage
+from asm_tf import workdir as workdir_lib
 from asm_tf.experiment import Experiment, parameter_count
 from asm_tf.reference import files, run_config, weights
 

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from asm_tf.experiment import parameter_count  # noqa: E402
-from asm_tf.sigmas import ladder  # noqa: E402
+from asm_tf.noise_levels.schedule import ladder  # noqa: E402
 
 MODELS = ("ncsnv2", "ncsnv2_deeper", "ncsnv2_deepest", "unet")
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -158,8 +158,8 @@ def gin_network(gin_files, gin_bindings, image_size, channels):
 
 def make_train_step(network, sigmas, learning_rate=1e-4):
     """One DSM loss + Adam update (the reference's optimiser) as a tf.function of (x, seeds)."""
-    from asm_tf.losses import draw_perturbation, dsm_loss
     from asm_tf.score import ScoreModel
+    from asm_tf.training.dsm import draw_perturbation, dsm_loss
 
     score_model = ScoreModel(network)
     optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
@@ -247,7 +247,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.gin_file:
-        from asm_tf.sigmas import NoiseSchedule
+        from asm_tf.noise_levels.schedule import NoiseSchedule
 
         network = gin_network(args.gin_file, args.gin_bindings, args.image_size, args.channels)
         report, sigmas = {"gin_file": args.gin_file}, NoiseSchedule().sigmas()

@@ -21,17 +21,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tools/benchmarks/benchmark.py: oneDNN kernels on this CPU
 
 import numpy as np  # noqa: E402
+
 import asm_tf  # noqa: E402
 
 asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
 import tensorflow as tf  # noqa: E402
 
-from asm_tf import export, sampling, sigmas  # noqa: E402
+from asm_tf import export, sampling  # noqa: E402
 from asm_tf.data.source import DataSource  # noqa: E402
 from asm_tf.data.transforms import Transform  # noqa: E402
 from asm_tf.experiment import build_network  # noqa: E402
 from asm_tf.models.ncsnv2 import NCSNv2  # noqa: E402
+from asm_tf.noise_levels import schedule as noise_schedule  # noqa: E402
 from asm_tf.score import ScoreModel  # noqa: E402
 
 
@@ -77,8 +79,8 @@ def main(argv=None):
     network = build_network(lambda: NCSNv2(ngf=args.ngf), shape)
     source = DataSource(name="benchmark", kind="image", example_shape=shape, make_dataset=None,
                         transform=Transform())
-    schedule = sigmas.NoiseSchedule(sigma_begin=50.0, sigma_end=0.01, num_levels=args.num_levels)
-    low, high = sigmas.cas_step_size_bounds(schedule.sigmas())
+    schedule = noise_schedule.NoiseSchedule(sigma_begin=50.0, sigma_end=0.01, num_levels=args.num_levels)
+    low, high = noise_schedule.cas_step_size_bounds(schedule.sigmas())
     settings = sampling.SamplerSettings(sampler="cas", n_sigma=1, step_size=float(np.sqrt(low * high)))
     with tempfile.TemporaryDirectory(prefix="asm_benchmark_export_") as directory:
         path = os.path.join(directory, "1")

@@ -38,10 +38,12 @@ asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up 
 import gin  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from asm_tf import configuration, distribution, losses, optimizers, training  # noqa: E402
-from asm_tf.adversarial import Adversarial  # noqa: E402
-from asm_tf.experiment import Experiment  # noqa: E402
+from asm_tf import configuration  # noqa: E402
 from asm_tf.data.synthetic import synthetic_source  # noqa: E402
+from asm_tf.experiment import Experiment  # noqa: E402
+from asm_tf.training import distribution, dsm, optimizers  # noqa: E402
+from asm_tf.training.adversarial import Adversarial  # noqa: E402
+from asm_tf.training.trainer import Trainer  # noqa: E402
 
 VARIANTS = {"float32": {}, "mixed_bfloat16": {"precision": "mixed_bfloat16"},
             "mixed_float16": {"precision": "mixed_float16"}, "xla": {"jit_compile": True},
@@ -78,7 +80,7 @@ class PlainLoop:
                 sigma = tf.gather(sigmas, tf.random.uniform([batch_size], 0, sigmas.shape[0], tf.int32))
                 z = tf.random.normal(tf.shape(x))
                 with tf.GradientTape() as tape:
-                    loss = tf.reduce_mean(losses.dsm_loss(self.score_model, x, sigma, z).loss)
+                    loss = tf.reduce_mean(dsm.dsm_loss(self.score_model, x, sigma, z).loss)
                 variables = self.network.trainable_variables
                 self.optimizer.apply(tape.gradient(loss, variables), variables)
             return loss
@@ -123,7 +125,7 @@ def main():
     options = dict(experiment=experiment, **({"batch_size": args.batch_size} if args.batch_size else {}))
     trainers = {}
     for name in args.variants:
-        trainers[name] = training.Trainer(tempfile.mkdtemp(prefix="asm_benchmark_"), strategy,
+        trainers[name] = Trainer(tempfile.mkdtemp(prefix="asm_benchmark_"), strategy,
                                           **options, **trainer_options(name))
         timed_call(trainers[name], args.steps)  # traces and warms up
     if args.plain_loop:

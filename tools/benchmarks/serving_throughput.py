@@ -21,11 +21,12 @@ import asm_tf  # noqa: E402
 
 asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
-import numpy as np
-import tensorflow as tf
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-from asm_tf import sampling, sigmas
-from asm_tf.cli import common
+from asm_tf import sampling  # noqa: E402
+from asm_tf.cli import common  # noqa: E402
+from asm_tf.noise_levels import schedule as noise_schedule  # noqa: E402
 
 
 def request(settings, schedule):
@@ -66,7 +67,7 @@ def main():
     args = parser.parse_args()
     with open(os.path.join(args.model, "assets.extra", "asm_export.json")) as f:
         info = json.load(f)
-    schedule = sigmas.NoiseSchedule(**info["schedule"])
+    schedule = noise_schedule.NoiseSchedule(**info["schedule"])
     run_settings = sampling.SamplerSettings(**info["serving_settings"])
     seeds = np.arange(args.batch_size, dtype=np.int64)
     graph = tf.Graph()

@@ -3,6 +3,11 @@
 
     python tools/experiments/ablation.py --output_dir=runs/ablation --budget_seconds=150 --seeds=0-2
 
+The networks axis also holds the noise-conditional UNets (the blog's open question, docs/conditional.md):
+
+    python tools/experiments/ablation.py --output_dir=runs/conditional --networks=unet,unet_index,unet_continuous \
+        --trainings=dsm
+
 Stages, each resumable (a finished run, sweep or evaluation is never redone; run the command again after an
 interruption):
 
@@ -36,16 +41,18 @@ import asm_tf  # noqa: E402
 
 asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
-from asm_tf import storage
-from asm_tf import workdir as workdir_lib
-from asm_tf.cli.common import UserError, parse_seeds
-from asm_tf.evaluation.sweep import parse_step_sizes, report_path
+from asm_tf import storage  # noqa: E402
+from asm_tf import workdir as workdir_lib  # noqa: E402
+from asm_tf.cli.common import UserError, parse_seeds  # noqa: E402
+from asm_tf.evaluation.sweep import parse_step_sizes, report_path  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NETWORKS = {
     "ncsnv2": ["Experiment.score_network = @NCSNv2", "NCSNv2.ngf = 16"],
-    "unet": [],  # digits.gin's UNet (ch 32)
+    "unet": [],  # digits.gin's UNet (ch 32), unconditional
+    "unet_index": ["UNet.conditioning = 'index'"],  # told sigma's position on the ladder
+    "unet_continuous": ["UNet.conditioning = 'continuous'"],  # told EDM's c_noise = ln(sigma) / 4
 }
 TRAININGS = {"dsm": "digits.gin", "adversarial": "digits_adv.gin"}
 SAMPLERS = ("als", "cas")
@@ -193,11 +200,40 @@ def summarise(rows):
             for cell, members in cells.items()}
 
 
+def standard_errors(gap, error):
+    return gap / error if error > 0 else float("inf") * np.sign(gap)
+
+
 def difference_in_standard_errors(summary, better, worse, key="fdd"):
     """(mean of `worse` - mean of `better`) / standard error of that difference (positive: `better` is)."""
     (m1, s1, n1), (m2, s2, n2) = summary[better][key], summary[worse][key]
-    error = np.sqrt(s1 ** 2 / n1 + s2 ** 2 / n2)
-    return (m2 - m1) / error if error > 0 else float("inf") * np.sign(m2 - m1)
+    return standard_errors(m2 - m1, np.sqrt(s1 ** 2 / n1 + s2 ** 2 / n2))
+
+
+def cas_gain(summary, network, training, output="denoised"):
+    """(FDD of ALS - FDD of CAS, its standard error) over seeds, or None without both cells."""
+    cells = [(network, training, sampler, output) for sampler in ("als", "cas")]
+    if not all(cell in summary for cell in cells):
+        return None
+    (m_als, s_als, n_als), (m_cas, s_cas, n_cas) = (summary[cell]["fdd"] for cell in cells)
+    return m_als - m_cas, float(np.sqrt(s_als ** 2 / n_als + s_cas ** 2 / n_cas))
+
+
+def conditional_claims(summary, args):
+    """The blog's open question: is CAS's gain over ALS larger for a noise-conditional network?"""
+    lines = []
+    for training in args.trainings:
+        base = cas_gain(summary, "unet", training)
+        for network in ("unet_index", "unet_continuous"):
+            gain = cas_gain(summary, network, training)
+            if base is None or gain is None:
+                continue
+            gap = standard_errors(gain[0] - base[0], np.hypot(gain[1], base[1]))
+            verdict = "larger" if gap > 0 else "not larger"
+            lines.append(f"- CAS's gain over ALS ({training}, denoised, FDD): {network} {gain[0]:+.2f} +- "
+                         f"{gain[1]:.2f}, unconditional unet {base[0]:+.2f} +- {base[1]:.2f}; difference "
+                         f"{gap:+.1f} standard errors: {verdict} for the conditional network")
+    return lines
 
 
 def claims(summary, args):
@@ -221,7 +257,7 @@ def claims(summary, args):
             for sampler in args.samplers:
                 compare(f"denoising helps ({network}/{training}/{sampler})", (network, training, sampler, "denoised"),
                         (network, training, sampler, "samples"))
-    return lines
+    return lines + conditional_claims(summary, args)
 
 
 def write_outputs(args, rows, plan, step_sizes):
@@ -258,7 +294,7 @@ def plot(summary, path):
         axes = figure.add_subplot(3, 1, index + 1)
         means = [summary[cell][key][0] for cell in cells]
         errors = [summary[cell][key][1] for cell in cells]
-        colours = [f"C{(cell[0] == 'unet') * 2 + (cell[1] == 'adversarial')}" for cell in cells]
+        colours = [f"C{list(NETWORKS).index(cell[0]) * 2 + (cell[1] == 'adversarial')}" for cell in cells]
         axes.bar(range(len(cells)), means, yerr=errors, color=colours, capsize=3)
         axes.set_ylabel(key)
         axes.set_xticks(range(len(cells)), labels if index == 2 else [""] * len(cells), fontsize=7)

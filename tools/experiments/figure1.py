@@ -14,7 +14,7 @@ Panel (b): ALS std minus CAS std at the first step of each level.
 Writes the PNG, a CSV of every curve (--csv), and with --simulate a CSV of the measured points.
 
 --simulate runs asm_tf.sampling.als / cas with the exact score, from x ~ sigma_1 N(0, I), stopped after a
-few levels (--checkpoints), and compares the measured std with the analytic one (asm_tf.point_mass).
+few levels (--checkpoints), and compares the measured std with the analytic one (asm_tf.evaluation.point_mass).
 With CAS refined 100 times this takes a minute or two on a CPU.
 """
 
@@ -24,13 +24,14 @@ import sys
 
 import asm_tf
 
-asm_tf.import_tensorflow_quietly()  # asm_tf.sigmas computes the levels with TensorFlow
+asm_tf.import_tensorflow_quietly()  # asm_tf.noise_levels.schedule computes the levels with TensorFlow
 
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from asm_tf import levels as levels_lib  # noqa: E402
-from asm_tf import point_mass, sigmas  # noqa: E402
+from asm_tf.evaluation import point_mass  # noqa: E402
+from asm_tf.noise_levels import formulas  # noqa: E402
+from asm_tf.noise_levels import schedule as noise_schedule  # noqa: E402
 
 
 def write_curves_csv(curves, path):
@@ -95,7 +96,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     stem = os.path.splitext(args.output)[0]
     try:
-        schedule = sigmas.NoiseSchedule(args.sigma_begin, args.sigma_end, args.num_levels)
+        schedule = noise_schedule.NoiseSchedule(args.sigma_begin, args.sigma_end, args.num_levels)
         curves = point_mass.figure1_curves(schedule, args.als_step_size, tuple(args.als_n_sigma),
                                        args.cas_step_size, args.cas_n_sigma)
     except ValueError as error:
@@ -110,7 +111,7 @@ def main(argv=None):
               f"std / sigma - 1 at the levels: max {excess.max():.3g}, min {excess.min():.3g}")
     simulated = []
     if args.simulate:
-        levels = np.unique(levels_lib.spread_indices(args.num_levels, args.checkpoints).numpy())
+        levels = np.unique(formulas.spread_indices(args.num_levels, args.checkpoints).numpy())
         rows = ["curve,progress,analytic_std,simulated_std,relative_difference"]
         for curve in curves:
             progress, analytic, measured = point_mass.simulate_noise_std(curve, levels, args.samples, args.dim,

@@ -27,11 +27,11 @@ import asm_tf  # noqa: E402
 
 asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: E402
 
-from asm_tf import run_loading, sampling, summaries
-from asm_tf.cli import common
-from asm_tf.evaluation import digit_quality, modes
+from asm_tf import run_loading, sampling, summaries  # noqa: E402
+from asm_tf.cli import common  # noqa: E402
+from asm_tf.evaluation import digit_quality, modes  # noqa: E402
 
 OUTPUTS = (("raw", 0), ("denoised", 1))
 

@@ -12,7 +12,7 @@ import asm_tf  # noqa: E402
 
 asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
-from asm_tf.evaluation import modes
+from asm_tf.evaluation import modes  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "digits", ["digits", "mnist"], "Train on the bundled digits or on MNIST (28x28).")

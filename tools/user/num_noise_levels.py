@@ -17,7 +17,7 @@ import asm_tf  # noqa: E402
 
 asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
-from asm_tf import schedule_design
+from asm_tf.noise_levels import design as schedule_design  # noqa: E402
 
 
 def main(argv=None):

@@ -24,7 +24,8 @@ import asm_tf  # noqa: E402
 
 asm_tf.import_tensorflow_quietly()  # before TensorFlow: oneDNN on, no start-up lines on stderr
 
-from asm_tf import configuration, schedule_design  # noqa: E402
+from asm_tf import configuration  # noqa: E402
+from asm_tf.noise_levels import design as schedule_design  # noqa: E402
 
 
 def data_source(source_name):

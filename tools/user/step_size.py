@@ -10,7 +10,7 @@ CAS visits the refined grid of (L - 1) n_sigma + 1 levels and needs
 sigma_L^2 (1 - gamma) < eps < sigma_L^2 (1 + gamma) on it; eta = eps / sigma_L^2 and
 beta = sqrt(1 - ((1 - eta) / gamma)^2) is its noise coefficient. ALS takes n_sigma steps per level.
 
-Extrapolation of a step size tuned at --tuned_n_sigma (usually 1) to each --n_sigma (asm_tf.sigmas):
+Extrapolation of a step size tuned at --tuned_n_sigma (usually 1) to each --n_sigma (asm_tf.noise_levels.schedule):
 ALS keeps eps * n_sigma fixed; CAS keeps (1 - eta)^n_sigma fixed. The CAS rule is a RECONSTRUCTION of the
 paper's Appendix B from the authors' published step sizes (5.6e-6 -> 1.146e-6 at n_sigma = 5 for CIFAR-10,
 where they used 1.1e-6), not checked against the paper's text.
@@ -23,9 +23,10 @@ import sys
 
 import asm_tf
 
-asm_tf.import_tensorflow_quietly()  # asm_tf.sigmas computes the levels with TensorFlow
+asm_tf.import_tensorflow_quietly()  # asm_tf.noise_levels.schedule computes the levels with TensorFlow
 
-from asm_tf import configuration, sigmas  # noqa: E402
+from asm_tf import configuration  # noqa: E402
+from asm_tf.noise_levels import schedule as noise_schedule  # noqa: E402
 
 
 def add_schedule_flags(parser):
@@ -35,14 +36,14 @@ def add_schedule_flags(parser):
     parser.add_argument("--sigma_begin", type=float, help="largest noise level sigma_1")
     parser.add_argument("--sigma_end", type=float, help="smallest noise level sigma_L")
     parser.add_argument("--num_levels", type=int, help="number of training noise levels L")
-    parser.add_argument("--spacing", choices=sigmas.LADDER_SPACINGS, help="geometric (default) or linear")
+    parser.add_argument("--spacing", choices=noise_schedule.LADDER_SPACINGS, help="geometric (default) or linear")
 
 
 def schedule_from_flags(args):
     configuration.parse(args.gin_file, args.gin_bindings)
     given = {name: getattr(args, name) for name in ("sigma_begin", "sigma_end", "num_levels", "spacing")
              if getattr(args, name) is not None}
-    return sigmas.NoiseSchedule(**given)
+    return noise_schedule.NoiseSchedule(**given)
 
 
 def describe(report):
@@ -68,8 +69,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         schedule = schedule_from_flags(args)
-        reports = [sigmas.step_size_report(schedule, args.sampler, n, args.step_size) for n in args.n_sigma]
-        extrapolated = [sigmas.extrapolate_step_size(args.tuned_step_size, sampler=args.sampler,
+        reports = [noise_schedule.step_size_report(schedule, args.sampler, n, args.step_size) for n in args.n_sigma]
+        extrapolated = [noise_schedule.extrapolate_step_size(args.tuned_step_size, sampler=args.sampler,
                                                      n_from=args.tuned_n_sigma, n_to=n, sigma_end=schedule.sigma_end)
                         for n in args.n_sigma] if args.tuned_step_size is not None else None
     except ValueError as error:

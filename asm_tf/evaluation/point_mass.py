@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from asm_tf import noise, sampling
-from asm_tf import sigmas as sigmas_lib
+from asm_tf.noise_levels import schedule as noise_schedule
 from asm_tf.score import ScoreModel, per_example
 
 
@@ -56,7 +56,7 @@ def cas_noise_std(sigmas, eta, start_std=None):
     One level: v^2 <- (1 - eta)^2 v^2 + beta_i^2 sigma_{i+1}^2 with beta_i^2 = 1 - ((1 - eta) / gamma_i)^2.
     """
     sigmas = np.asarray(sigmas, np.float64)
-    _, beta = sigmas_lib.cas_coefficients(eta * sigmas[-1] ** 2, sigmas)  # a ValueError outside the bounds
+    _, beta = noise_schedule.cas_coefficients(eta * sigmas[-1] ** 2, sigmas)  # a ValueError outside the bounds
     beta_squared = beta ** 2
     variance = (sigmas[0] if start_std is None else start_std) ** 2
     stds = np.empty(len(sigmas))
@@ -99,7 +99,7 @@ def figure1_curves(schedule, als_step_size=2e-6, als_n_sigmas=(1, 2, 5, 20), cas
         curves.append(Curve(f"ALS n_sigma={n_sigma}", "als", n_sigma, als_step_size,
                             np.repeat(levels, n_sigma), als_noise_std(levels, eta, n_sigma)))
     grid = schedule.refined(cas_n_sigma)
-    sigmas_lib.check_cas_step_size(cas_step_size, grid)
+    noise_schedule.check_cas_step_size(cas_step_size, grid)
     curves.append(Curve(f"CAS n_sigma={cas_n_sigma}", "cas", cas_n_sigma, cas_step_size, grid,
                         cas_noise_std(grid, cas_step_size / sigma_end**2)))
     return curves

@@ -14,7 +14,6 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-
 # ---------------------------------------------------------------------------------------------------
 # Technique 1: sigma_max
 

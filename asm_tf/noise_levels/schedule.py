@@ -1,5 +1,5 @@
 """Noise schedules, CAS step-size checks, coefficients and extrapolation, in NumPy and with messages that say
-what is valid; the formulas themselves are asm_tf.levels' TensorFlow ops.
+what is valid; the formulas themselves are asm_tf.noise_levels.formulas' TensorFlow ops.
 
 Notation (docs/algorithm.md#notation): sigma_1 > ... > sigma_L are the noise levels, epsilon the step size,
 eta = epsilon / sigma_L^2, n_sigma the steps per level (ALS) or the grid refinement factor (CAS).
@@ -11,7 +11,7 @@ from typing import Optional
 import gin
 import numpy as np
 
-from asm_tf import levels as levels_lib
+from asm_tf.noise_levels import formulas
 
 LADDER_SPACINGS = ("geometric", "linear")  # how the trained noise levels are spaced
 
@@ -29,7 +29,7 @@ def _check_ladder(sigma_begin, sigma_end, num_levels, spacing="geometric"):
 def ladder(sigma_begin, sigma_end, num_levels, spacing="geometric"):
     """Decreasing noise levels from `sigma_begin` to `sigma_end` (both included), float64."""
     _check_ladder(sigma_begin, sigma_end, num_levels, spacing)
-    return levels_lib.ladder(float(sigma_begin), float(sigma_end), int(num_levels), spacing).numpy()
+    return formulas.ladder(float(sigma_begin), float(sigma_end), int(num_levels), spacing).numpy()
 
 
 @gin.configurable
@@ -68,17 +68,17 @@ class NoiseSchedule:
         """The CAS grid of (L - 1) n_sigma + 1 levels (levels.refined), float64."""
         if n_sigma < 1:
             raise ValueError(f"n_sigma must be at least 1, got {n_sigma}")
-        return levels_lib.refined(self, n_sigma).numpy()
+        return formulas.refined(self, n_sigma).numpy()
 
 
 def min_ratio(sigmas):
     """gamma (levels.min_ratio) as a float."""
-    return float(levels_lib.min_ratio(sigmas))
+    return float(formulas.min_ratio(sigmas))
 
 
 def cas_step_size_bounds(sigmas):
     """The open interval of valid CAS step sizes on `sigmas` (levels.cas_step_size_bounds) as floats."""
-    return tuple(float(bound) for bound in levels_lib.cas_step_size_bounds(sigmas))
+    return tuple(float(bound) for bound in formulas.cas_step_size_bounds(sigmas))
 
 
 def check_cas_step_size(step_size, sigmas):
@@ -97,7 +97,7 @@ def cas_coefficients(step_size, sigmas):
     check_cas_step_size(step_size, sigmas)
     sigmas = np.asarray(sigmas, np.float64)
     eta = step_size / sigmas[-1] ** 2
-    return float(eta), levels_lib.cas_beta(eta, sigmas[:-1], sigmas[1:]).numpy()
+    return float(eta), formulas.cas_beta(eta, sigmas[:-1], sigmas[1:]).numpy()
 
 
 def extrapolate_step_size(step_size, *, sampler, n_from, n_to, sigma_end, sigma_end_to=None):
@@ -156,7 +156,7 @@ def step_size_report(schedule, sampler, n_sigma, step_size=None):
         raise ValueError(f"sampler must be 'als' or 'cas', got {sampler!r}")
     if n_sigma < 1:
         raise ValueError(f"n_sigma must be at least 1, got {n_sigma}")
-    levels = levels_lib.sampler_levels(schedule, sampler, n_sigma=n_sigma).numpy()
+    levels = formulas.sampler_levels(schedule, sampler, n_sigma=n_sigma).numpy()
     fields = dict(sampler=sampler, n_sigma=n_sigma, levels=len(levels), ratio=min_ratio(levels))
     if sampler == "cas":
         fields["bounds"] = cas_step_size_bounds(levels)

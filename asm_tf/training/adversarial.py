@@ -7,7 +7,7 @@ from typing import Callable
 import gin
 import tensorflow as tf
 
-from asm_tf import gan_losses, optimizers
+from asm_tf.training import gan_losses, optimizers
 
 FAKES = ("fresh", "score_step")
 

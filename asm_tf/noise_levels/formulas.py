@@ -2,9 +2,9 @@
 sequences for samplers with few network calls, the rule that picks the levels a sampler walks, and CAS's
 step-size bounds and noise coefficient.
 
-The same functions run eagerly (asm_tf.sigmas, asm-sample and asm-eval take their `.numpy()`) and inside
+The same functions run eagerly (asm_tf.noise_levels.schedule, asm-sample and asm-eval take their `.numpy()`) and inside
 exported graphs (n_sigma, the count, the spacing and rho are request inputs there), so each formula exists
-once. Nothing here validates its arguments: asm_tf.sigmas and asm_tf.sampling do, with messages, and the
+once. Nothing here validates its arguments: asm_tf.noise_levels.schedule and asm_tf.sampling do, with messages, and the
 exported graphs check their requests. Every sequence is float64, decreases from its first to its last level
 and keeps both end points exactly.
 """

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import levels, noise, sampling, summaries
+from asm_tf import noise, sampling, summaries
+from asm_tf.noise_levels import formulas
 from asm_tf.score import per_example
 
 
@@ -28,7 +29,7 @@ class Previews:
         spread from the largest sigma to the smallest: data-space images interleaved as real, noisy, denoised."""
         if self._batch is None:  # the same images every time
             batch = next(iter(self.data.make_dataset(self.count, self.seed + 1)))
-            self._batch = batch, tf.gather(self.sigmas, levels.spread_indices(len(self.sigmas), self.count))
+            self._batch = batch, tf.gather(self.sigmas, formulas.spread_indices(len(self.sigmas), self.count))
         x, sigma = self._batch
         z = noise.normal(noise.keys(tf.range(x.shape[0], dtype=tf.int64)), x.shape[1:])
         noisy = x + per_example(sigma, x) * z

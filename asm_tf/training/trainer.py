@@ -3,7 +3,7 @@
 Faults it survives:
 - Preemption: SIGTERM or SIGINT saves a checkpoint at the step every worker agrees on and raises
   TrainingInterrupted; running again resumes.
-- Crashes, unreadable checkpoints, full or read-only storage: see asm_tf/checkpointing.py (the previous
+- Crashes, unreadable checkpoints, full or read-only storage: see asm_tf/training/checkpointing.py (the previous
   checkpoint always stays whole; an unreadable one is reported and the one before it restored), and the
   TensorBoard writer raises storage.StorageError naming its path.
 - Non-finite values: every update is applied only if its loss and its summed gradients are finite; a
@@ -22,16 +22,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from asm_tf import losses, noise, optimizers, progress, sampling, storage, summaries
+from asm_tf import noise, progress, sampling, storage, summaries
 from asm_tf import workdir as workdir_lib
-from asm_tf import precision as _precision
-from asm_tf.checkpointing import TrainingCheckpoints
-from asm_tf.distribution import WorkerSums, workers_of
-from asm_tf.ema import EMA
 from asm_tf.experiment import Experiment, build_network, parameter_count
-from asm_tf.preemption import StopSignals, TrainingInterrupted
-from asm_tf.previews import Previews
 from asm_tf.score import per_example
+from asm_tf.training import dsm, optimizers
+from asm_tf.training import precision as precision_lib
+from asm_tf.training.checkpointing import TrainingCheckpoints
+from asm_tf.training.distribution import WorkerSums, workers_of
+from asm_tf.training.ema import EMA
+from asm_tf.training.preemption import StopSignals, TrainingInterrupted
+from asm_tf.training.previews import Previews
 
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -72,7 +73,7 @@ class _TrainedNetwork:
     gradients: Callable  # per replica: (x, example seeds, fakes or None) -> (metric shares, gradients, fakes)
     loss_name: str
     skipped: tf.Variable
-    loss_scale: Optional[_precision.DynamicLossScale]
+    loss_scale: Optional[precision_lib.DynamicLossScale]
     after_update: Callable
 
 
@@ -97,7 +98,7 @@ class Trainer:
                  adversarial=None, precision="float32", jit_compile=False, nonfinite="stop"):
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
-        self.precision = _precision.check_precision(precision)
+        self.precision = precision_lib.check_precision(precision)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.workers = workers_of(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
@@ -124,7 +125,7 @@ class Trainer:
         scaled = self.precision == "mixed_float16"
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
-            with _precision.dtype_policy(self.precision):
+            with precision_lib.dtype_policy(self.precision):
                 self.network = self.experiment.build_score_network()
             self.ema = EMA(self.experiment.build_score_network(), self.experiment.ema_rate)  # float32
             self.ema.initialize(self.network)
@@ -135,16 +136,16 @@ class Trainer:
             self.score_update = self._trained("", self.network, self.optimizer, self._score_gradients, "loss",
                                               scaled, after_update=lambda: self.ema.update(self.network))
             if adversarial:
-                with _precision.dtype_policy(self.precision):
+                with precision_lib.dtype_policy(self.precision):
                     self.discriminator = build_network(adversarial.discriminator, data.example_shape)
                 self.d_optimizer = _expecting_reduced_gradients(adversarial.optimizer())
                 self.d_optimizer.build(self.discriminator.trainable_variables)
                 self.d_update = self._trained("d_", self.discriminator, self.d_optimizer,
                                               self._discriminator_gradients, "loss_d", scaled)
-        self.score_model = self.experiment.score_model(_precision.Float32Outputs(self.network))
+        self.score_model = self.experiment.score_model(precision_lib.Float32Outputs(self.network))
         self.sigmas = tf.constant(self.schedule.sigmas(), tf.float32)
         self.level_probabilities = self.schedule.level_probabilities()
-        self.level_weighting = losses.level_weighting(self.schedule.sigmas(), self.experiment.data_std,
+        self.level_weighting = dsm.level_weighting(self.schedule.sigmas(), self.experiment.data_std,
                                                       self.level_probabilities)
         if self.workers.count > 1:
             dataset = data.make_dataset(batch_size // self.workers.count, seed,
@@ -164,7 +165,7 @@ class Trainer:
                         gradients=tf.function(gradients, jit_compile=True) if self.jit_compile else gradients,
                         loss_name=loss_name,
                         skipped=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{prefix}skipped_updates"),
-                        loss_scale=_precision.DynamicLossScale() if scaled else None, after_update=after_update)
+                        loss_scale=precision_lib.DynamicLossScale() if scaled else None, after_update=after_update)
 
     def _make_checkpoints(self, max_checkpoints):
         # Keras 3 models nest their layers in containers that tf.train.Checkpoint does not traverse, so
@@ -197,13 +198,13 @@ class Trainer:
     def _score_gradients(self, x, seeds, fakes=None):
         """DSM (plus lambda_G times the adversarial loss through the same draw's EDS) on one replica's batch;
         the EDS, detached, is returned as fakes for D (`fakes` is not used)."""
-        sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
+        sigma, z = dsm.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
         with tf.GradientTape() as tape:
-            result = losses.dsm_loss(self.score_model, x, sigma, z, training=True)
+            result = dsm.dsm_loss(self.score_model, x, sigma, z, training=True)
             weighted = result.loss * self.level_weighting(sigma) if self.level_weighting else result.loss
-            dsm = tf.nn.compute_average_loss(weighted, global_batch_size=self.batch_size)
-            metrics = {"loss_dsm": dsm}
-            loss = dsm
+            loss_dsm = tf.nn.compute_average_loss(weighted, global_batch_size=self.batch_size)
+            metrics = {"loss_dsm": loss_dsm}
+            loss = loss_dsm
             if self.adversarial:
                 # D is frozen here: its weights get no update and its power iteration does not advance.
                 gan = self.adversarial.gan
@@ -212,7 +213,7 @@ class Trainer:
                 else:  # D(real) would not change the loss: judge the fakes alone
                     fake = real = self._logits(self.adversarial.clamp(result.denoised, self.data), training=False)
                 adversarial = gan.generator_loss(real, fake, self.batch_size)
-                loss = self.adversarial.lambda_dae * dsm + self.adversarial.lambda_g * adversarial
+                loss = self.adversarial.lambda_dae * loss_dsm + self.adversarial.lambda_g * adversarial
                 metrics["loss_g"] = adversarial
             metrics["loss"] = loss
             scaled = self._scaled(loss, self.score_update.loss_scale)
@@ -230,7 +231,7 @@ class Trainer:
         """One D loss: real images against `fakes` (the score step's EDS) or, when None, the EDS of freshly
         noised reals from the current score net."""
         if fakes is None:
-            sigma, z = losses.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
+            sigma, z = dsm.draw_perturbation(seeds, x.shape[1:], self.sigmas, self.level_probabilities)
             noisy = x + per_example(sigma, x) * z
             fakes = tf.stop_gradient(self.score_model.denoise(noisy, sigma, training=True))
         with tf.GradientTape() as tape:
