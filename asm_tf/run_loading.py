@@ -10,6 +10,7 @@ from asm_tf import workdir as workdir_lib
 from asm_tf.experiment import Experiment
 from asm_tf.score import ScoreModel
 from asm_tf.training import checkpointing
+from asm_tf.training import precision as precision_lib
 
 
 def parse_run_config(workdir, bindings=()):
@@ -44,20 +45,24 @@ def read_run_config(workdir, bindings=()):
     return RunConfig(Experiment(), sampling.SamplerSettings())
 
 
-def load_run(workdir, step=None, bindings=(), log=print):
+def load_run(workdir, step=None, bindings=(), log=print, precision="float32"):
     """The run's configuration (`bindings` on top) and its EMA score network restored from the checkpoint of
     `step`, or from the newest readable one (a newer unreadable one is reported through `log`); see
-    `checkpointing.read_checkpoint`."""
-    return restore(read_run_config(workdir, bindings), workdir, step, log)
+    `checkpointing.read_checkpoint`. `precision` is the network's (training.precision: mixed_bfloat16 computes its
+    layers in bfloat16 from the same float32 weights; the sampler stays float32)."""
+    return restore(read_run_config(workdir, bindings), workdir, step, log, precision)
 
 
-def restore(run, workdir, step=None, log=print):
+def restore(run, workdir, step=None, log=print, precision="float32"):
     """`run` (a RunConfig read from `workdir`) with its EMA score network restored as `load_run` does."""
     directory = workdir_lib.checkpoint_directory(workdir)
     checkpointing.candidate_paths(directory, step)  # a missing checkpoint is reported before the network is built
-    network = run.experiment.build_score_network()
+    with precision_lib.dtype_policy(precision):
+        network = run.experiment.build_score_network()
     saved_step = tf.Variable(0, dtype=tf.int64)
     path = checkpointing.read_checkpoint(tf.train.Checkpoint(ema_network=network.weights, step=saved_step), directory,
                                          step, log)
+    if precision != "float32":
+        network = precision_lib.Float32Outputs(network)
     return LoadedRun(run.experiment, run.sampler_settings, run.experiment.score_model(network),
                      int(saved_step.numpy()), path)

@@ -37,6 +37,25 @@ def define_sampler_flags():
     flags.DEFINE_float("eta", None, "DDIM's eta for euler, 0 (deterministic, the default) to 1 (ancestral).")
 
 
+def define_precision_flag():
+    """--precision of the commands that run a trained network (asm-sample, asm-export, asm-eval)."""
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                      "The network's arithmetic: float32 (the default: the same images on every machine) or "
+                      "mixed_bfloat16 (its layers in bfloat16 from the same float32 weights; native on CPUs with "
+                      "AVX512-BF16 or AMX-BF16 and GPUs of compute capability 8.0+, emulated and slower elsewhere). "
+                      "The sampler's state, noise and coefficients stay float32.")
+
+
+def announce_precision(precision):
+    """Prints the network's precision when it is not float32, with a warning where bfloat16 is emulated."""
+    if precision == "float32":
+        return
+    from asm_tf.training import precision as precision_lib
+
+    print(f"precision: {precision} ({precision_lib.bfloat16_line()})", flush=True)
+    precision_lib.warn_if_emulated(precision, lambda line: print(line, file=sys.stderr, flush=True))
+
+
 def settings_from_flags(run, *, num_steps=None, step_size=None):
     """The run's sampler settings with the SAMPLER_FLAGS that were given, `num_steps` and `step_size` (None: the
     run's; "auto": carried to the new settings) applied on top: the one translation of asm-sample's and asm-eval's

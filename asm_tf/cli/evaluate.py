@@ -38,6 +38,7 @@ flags.DEFINE_integer("num_samples", None, "Samples per entry (default 1000; with
                                           "For --mode=stats: images of the data (default: one epoch).")
 flags.DEFINE_string("seeds", None, "Seeds of the samples, e.g. 0-4999 (default: 0 to num_samples - 1).")
 common.define_sampler_flags()
+common.define_precision_flag()
 flags.DEFINE_string("num_steps", None, "Noise levels visited, a list such as 5,10,20 (one sweep each; default: all "
                     "trained levels). Without --step_sizes, ALS and CAS carry the run's step size to each count "
                     "(asm_tf.sampling.carried_step_size).")
@@ -132,7 +133,7 @@ def checkpoint_loader(run, settings, seeds, loaded_runs):
     """load_checkpoint(step) -> sample(step_size) -> (final, denoised) for run_sweep, restoring `run`'s
     checkpoints (`loaded_runs`: {step: LoadedRun} already restored)."""
     def load_checkpoint(step):
-        loaded = loaded_runs.get(step) or run_loading.restore(run, FLAGS.workdir, step)
+        loaded = loaded_runs.get(step) or run_loading.restore(run, FLAGS.workdir, step, precision=FLAGS.precision)
 
         def sample(step_size):
             step_settings = dataclasses.replace(settings, step_size=step_size)
@@ -198,7 +199,8 @@ def run_sweep_mode():
     settings = [sampler_settings(run, count) for count in counts]  # bad settings fail before the slow part
     loaded_runs = {}
     if FLAGS.checkpoints == "latest":  # the newest readable one: a damaged newer one is reported and passed over
-        loaded = run_loading.restore(run, FLAGS.workdir, log=lambda message: print(message, flush=True))
+        loaded = run_loading.restore(run, FLAGS.workdir, log=lambda message: print(message, flush=True),
+                                     precision=FLAGS.precision)
         loaded_runs[loaded.step] = loaded
         checkpoints = [loaded.step]
     else:
@@ -262,6 +264,7 @@ def main(argv):
         raise common.UserError("give --workdir=DIR of a run trained with asm-train")
     if FLAGS.batch_size < 1 or FLAGS.feature_batch_size < 1:
         raise common.UserError("--batch_size and --feature_batch_size must be at least 1")
+    common.announce_precision(FLAGS.precision)
     if FLAGS.mode == "stats":
         run_stats_mode()
     elif FLAGS.samples:

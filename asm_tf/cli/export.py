@@ -17,6 +17,7 @@ flags.DEFINE_string("name", None, "Model name, TF Serving's MODEL_NAME (default:
 flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing); never overwritten.")
 flags.DEFINE_integer("checkpoint", None, "Checkpoint step to export (default: the newest).")
 flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
+common.define_precision_flag()
 flags.DEFINE_integer("max_images", 64, "Most examples one request may ask for; larger requests fail.")
 flags.DEFINE_integer("n_sigma", None, "CAS grid refinement of serving_default and inpaint (default: the run's).")
 flags.DEFINE_float("step_size", None, "CAS step size of serving_default and inpaint (default: the run's CAS step "
@@ -54,7 +55,8 @@ def write_info(path, loaded, settings):
     info = {"workdir": run_directory, "checkpoint": loaded.checkpoint, "step": loaded.step,
             "kind": experiment.data.kind, "example_shape": list(experiment.data.example_shape),
             "schedule": dataclasses.asdict(experiment.schedule), "serving_settings": dataclasses.asdict(settings),
-            "max_images": FLAGS.max_images, "gin_bindings": FLAGS.gin_bindings, "signatures": list(export.SIGNATURES)}
+            "max_images": FLAGS.max_images, "precision": FLAGS.precision, "gin_bindings": FLAGS.gin_bindings,
+            "signatures": list(export.SIGNATURES)}
     storage.write_json(os.path.join(path, INFO_FILE), info)
 
 
@@ -67,7 +69,8 @@ def main(argv):
         raise common.UserError(f"--max_images must be at least 1, got {FLAGS.max_images}")
     base = os.path.join(FLAGS.export_dir, model_name(FLAGS.name, FLAGS.workdir))
     version_path(base, FLAGS.version)  # fail before the slow part
-    loaded = run_loading.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
+    common.announce_precision(FLAGS.precision)
+    loaded = run_loading.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings, precision=FLAGS.precision)
     settings = serving_settings(loaded.sampler_settings)
     experiment = loaded.experiment
     settings.validate(experiment.schedule)

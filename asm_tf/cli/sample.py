@@ -15,6 +15,7 @@ flags.DEFINE_string("workdir", None, "Run directory written by asm-train.")
 flags.DEFINE_integer("checkpoint", None, "Checkpoint step to load (default: the newest).")
 flags.DEFINE_multi_string("gin_bindings", [], common.RUN_BINDINGS_HELP)
 common.define_sampler_flags()
+common.define_precision_flag()
 flags.DEFINE_integer("num_steps", None, "Noise levels visited (default: all trained levels; CAS: its grid refined by "
                      "n_sigma). Network calls per image: num_steps for CAS and euler, 2 num_steps - 1 for heun, "
                      "num_steps n_sigma for ALS.")
@@ -132,7 +133,8 @@ def main(argv):
     if FLAGS.png_dir and len(set(seeds)) < len(seeds):
         raise common.UserError(f"--png_dir names each image by its seed: --seeds={FLAGS.seeds} repeats a seed")
     parse_step_size(FLAGS.step_size)  # before the slow part
-    run = run_loading.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings)
+    common.announce_precision(FLAGS.precision)
+    run = run_loading.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.gin_bindings, precision=FLAGS.precision)
     schedule, source = run.experiment.schedule, run.experiment.data
     if FLAGS.png_dir and source.kind != "image":
         raise common.UserError(f"--png_dir writes images; this run's data ({source.name}) are 2-D points")

@@ -17,6 +17,7 @@ from asm_tf import configuration, storage, workdir
 from asm_tf.cli import common
 from asm_tf.experiment import parameter_count
 from asm_tf.training import distribution, preemption
+from asm_tf.training import precision as precision_lib
 from asm_tf.training.trainer import Trainer
 
 FLAGS = flags.FLAGS
@@ -61,7 +62,7 @@ def describe(trainer):
                     f"{trainer.schedule.sigma_begin:g} to {trainer.schedule.sigma_end:g}",
                     *device_lines(trainer.strategy, trainer.workers),
                     f"precision: {trainer.precision}, XLA: {'on' if trainer.jit_compile else 'off'}, "
-                    f"non-finite updates: {trainer.nonfinite}"]
+                    f"non-finite updates: {trainer.nonfinite}", precision_lib.bfloat16_line()]
 
 
 def strategy_name(requested, dry_run):
@@ -96,6 +97,7 @@ def main(argv):
     chief = trainer.workers.is_chief
     if chief:
         print("\n".join(describe(trainer)), flush=True)
+        precision_lib.warn_if_emulated(trainer.precision, lambda line: print(line, file=sys.stderr, flush=True))
     unused = configuration.unused_bindings()
     if unused and chief:
         print(f"warning: training never used the gin bindings {', '.join(unused)}: a misspelt scope, or "
