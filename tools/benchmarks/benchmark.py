@@ -40,6 +40,7 @@ import tensorflow as tf  # noqa: E402
 
 from asm_tf.experiment import parameter_count  # noqa: E402
 from asm_tf.noise_levels.schedule import ladder  # noqa: E402
+from asm_tf.training import precision  # noqa: E402
 
 MODELS = ("ncsnv2", "ncsnv2_deeper", "ncsnv2_deepest", "unet")
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -180,7 +181,7 @@ def make_train_step(network, sigmas, learning_rate=1e-4):
 
 def benchmark(network, *, mode, batch_size, image_size, channels, warmup=2, steps=5,
               matmul_sizes=(1024, 2048, 4096), sigmas=None, cas_levels=20):
-    """Times `network` and returns the report as a dict."""
+    """Times `network` (a Keras network, or one wrapped by precision.Float32Outputs) and returns the report."""
     matmul_before = matmul_peak(matmul_sizes)
     x = tf.random.uniform((batch_size, image_size, image_size, channels), seed=0)
     seeds = tf.range(batch_size, dtype=tf.int64)
@@ -210,7 +211,7 @@ def benchmark(network, *, mode, batch_size, image_size, channels, warmup=2, step
     per_call = {"seconds_per_network_call": round(seconds / cas_levels, 4)} if mode == "cas" else {}
     return {**per_call,
         "mode": mode, "batch_size": batch_size, "image_size": image_size, "channels": channels,
-        "parameters": parameter_count(network),
+        "parameters": parameter_count(getattr(network, "network", network)),
         "seconds_per_step": round(seconds, 4), "seconds_min": round(min(timing.wall), 4),
         "images_per_second": round(batch_size / seconds, 3),
         "gflops_per_image": round(flops_per_image / 1e9, 3),
@@ -236,6 +237,9 @@ def parse_args(argv):
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--mode", choices=("train", "forward", "cas"), default="train")
+    parser.add_argument("--precision", choices=precision.PRECISIONS, default="float32",
+                        help="the network's Keras dtype policy for --mode=forward and cas (mixed ones return float32 "
+                             "outputs); tools/benchmarks/benchmark_trainer.py times mixed-precision training")
     parser.add_argument("--cas_levels", type=int, default=20, help="noise levels of a --mode=cas run")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls (the first one traces)")
     parser.add_argument("--steps", type=int, default=5, help="timed calls; the median is reported")
@@ -246,14 +250,21 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.gin_file:
-        from asm_tf.noise_levels.schedule import NoiseSchedule
+    if args.mode == "train" and args.precision != "float32":
+        sys.exit("error: --precision applies to --mode=forward and cas; time mixed-precision training with "
+                 "tools/benchmarks/benchmark_trainer.py --variants float32 mixed_bfloat16")
+    with precision.dtype_policy(args.precision):
+        if args.gin_file:
+            from asm_tf.noise_levels.schedule import NoiseSchedule
 
-        network = gin_network(args.gin_file, args.gin_bindings, args.image_size, args.channels)
-        report, sigmas = {"gin_file": args.gin_file}, NoiseSchedule().sigmas()
-    else:
-        network = build_network(args.model, args.ngf, args.image_size, args.channels)
-        report, sigmas = {"model": args.model, "ngf": args.ngf}, None
+            network = gin_network(args.gin_file, args.gin_bindings, args.image_size, args.channels)
+            report, sigmas = {"gin_file": args.gin_file}, NoiseSchedule().sigmas()
+        else:
+            network = build_network(args.model, args.ngf, args.image_size, args.channels)
+            report, sigmas = {"model": args.model, "ngf": args.ngf}, None
+    if args.precision != "float32":
+        network = precision.Float32Outputs(network)
+    report["precision"] = args.precision
     report.update(benchmark(network, mode=args.mode, batch_size=args.batch_size, image_size=args.image_size,
                             channels=args.channels, warmup=args.warmup, steps=args.steps,
                             matmul_sizes=args.matmul_sizes, sigmas=sigmas, cas_levels=args.cas_levels))

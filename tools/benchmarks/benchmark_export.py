@@ -1,6 +1,7 @@
 """Cost of a CAS run through the exported SavedModel against the bare network forward passes it makes.
 
-    python tools/benchmarks/benchmark_export.py --ngf=128 --image_size=32 --batch_size=8 --num_levels=10
+    python tools/benchmarks/benchmark_export.py --ngf=128 --image_size=32 --batch_size=8 --num_levels=10 \
+        [--precision=mixed_bfloat16]
 
 Builds an NCSNv2 (random weights: speed does not depend on them), exports it with asm_tf.export, loads the
 SavedModel with the session loader that TF Serving uses (and, with --loader=both, tf.saved_model.load too),
@@ -35,6 +36,7 @@ from asm_tf.experiment import build_network  # noqa: E402
 from asm_tf.models.ncsnv2 import NCSNv2  # noqa: E402
 from asm_tf.noise_levels import schedule as noise_schedule  # noqa: E402
 from asm_tf.score import ScoreModel  # noqa: E402
+from asm_tf.training import precision  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -46,6 +48,8 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds after one warm-up")
     parser.add_argument("--loader", choices=("session", "both"), default="session",
                         help="session: TF Serving's loader only; both: also tf.saved_model.load")
+    parser.add_argument("--precision", choices=precision.PRECISIONS, default="float32",
+                        help="the network's arithmetic, as asm-export --precision (the sampler stays float32)")
     return parser.parse_args(argv)
 
 
@@ -76,7 +80,10 @@ def main(argv=None):
     load_before = os.getloadavg()
     shape = (args.image_size, args.image_size, 3)
     tf.keras.utils.set_random_seed(0)
-    network = build_network(lambda: NCSNv2(ngf=args.ngf), shape)
+    with precision.dtype_policy(args.precision):
+        network = build_network(lambda: NCSNv2(ngf=args.ngf), shape)
+    if args.precision != "float32":
+        network = precision.Float32Outputs(network)  # the float32 sampler as asm-export --precision builds it
     source = DataSource(name="benchmark", kind="image", example_shape=shape, make_dataset=None,
                         transform=Transform())
     schedule = noise_schedule.NoiseSchedule(sigma_begin=50.0, sigma_end=0.01, num_levels=args.num_levels)
@@ -95,7 +102,7 @@ def main(argv=None):
 
 def measure(args, network, shape, path, seeds):
     """Alternating timed rounds of the bare forward passes and of each loader's serving_default."""
-    forward = tf.function(lambda x: network(x, training=False))
+    forward = tf.function(lambda x: network(x, training=False))  # float32 outputs under mixed precision too
     x = tf.random.stateless_uniform([args.batch_size, *shape], seed=[1, 2])
 
     def bare_passes():
@@ -113,13 +120,15 @@ def measure(args, network, shape, path, seeds):
             times[name].append(timed(fn))
     medians = {name: [statistics.median(t[k] for t in values) for k in (0, 1)] for name, values in times.items()}
     report = {
-        "model": f"NCSNv2 ngf {args.ngf}", "image_size": args.image_size, "batch_size": args.batch_size,
+        "model": f"NCSNv2 ngf {args.ngf}", "precision": args.precision, "image_size": args.image_size,
+        "batch_size": args.batch_size,
         "levels": args.num_levels, "rounds": args.rounds,
         "forward_pass_seconds": round(medians["forward"][0] / args.num_levels, 4),
         "bare_passes_seconds": round(medians["forward"][0], 3),
     }
     for name in runners:
         report[f"{name}_cas_seconds"] = round(medians[name][0], 3)
+        report[f"{name}_images_per_second"] = round(args.batch_size / medians[name][0], 3)
         report[f"{name}_ratio_wall"] = round(medians[name][0] / medians["forward"][0], 4)
         report[f"{name}_ratio_cpu"] = round(medians[name][1] / medians["forward"][1], 4)
     return report
