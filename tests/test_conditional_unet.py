@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO, run_cli
 from test_export import CALLS, CONFIG, FRESH, NOISY, write_run
 
 from asm_tf import export, run_loading, sampling
@@ -152,3 +153,18 @@ def test_every_exported_signature_loads_and_runs(tmp_path):
     assert all(np.all(np.isfinite(value)) for value in served.values())
     denoised = served[f"session/{ONE_CALL_PER_SIGNATURE.index('denoise')}/denoised"]
     np.testing.assert_allclose(denoised, expected, rtol=1e-5, atol=1e-5)  # sigma reaches the served network
+
+
+def test_the_dry_run_counts_the_reference_conditional_unet_at_cifar10_size(tmp_path):
+    """cifar10_unet.gin with the switch on, on a folder of four 32x32 images instead of CIFAR-10 (not downloaded
+    in tests): 35,746,307 parameters, the reference's UNet(conditional=True)."""
+    for k in range(4):
+        pixels = np.random.default_rng(k).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        keras.utils.save_img(tmp_path / f"{k}.png", pixels, scale=False)
+    result = run_cli("train", "--gin_file", os.path.join(REPO, "gin_configs", "cifar10_unet.gin"),
+                     "--gin_bindings", "UNet.conditioning = 'continuous'",
+                     "--gin_bindings", "Experiment.data = @image_folder()",
+                     "--gin_bindings", f"image_folder.path = '{tmp_path}'",
+                     "--gin_bindings", "image_folder.image_size = 32", "--dry_run", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "score network: UNet, 35,746,307 parameters, input (batch, 32, 32, 3)" in result.stdout
