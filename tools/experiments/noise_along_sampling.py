@@ -2,15 +2,15 @@
 the std of x - D(x, sigma) over the samples, against the level's sigma.
 
     python tools/experiments/noise_along_sampling.py --output=noise.png \\
-        --run=unconditional:runs/conditional/runs/unet_dsm_s0 --run=index:runs/conditional/runs/unet_index_dsm_s0 \\
-        --als_step_size=1e-4 --cas_step_size=1.5e-4
+        --run=unconditional=runs/conditional/runs/unet_dsm_s0 --step_sizes=unconditional=1e-4,1.4e-4 \\
+        --run=index=runs/conditional/runs/unet_index_dsm_s0 --step_sizes=index=2e-4,2.2e-4
 
 D(x, sigma) = x + sigma * output is the run's EMA network's one-step denoiser (EDS), so x - D(x, sigma) is its
 estimate of the noise that x carries. With a perfect score CAS keeps that noise at sigma (the paper's
 Proposition 2) and ALS lags above it (Figure 1, tools/experiments/figure1.py); a trained network can also be
 misled where the noise differs from the level it is told (a noise-conditional network is told sigma; an
-unconditional one reads the noise off x). Each run samples with its own schedule and n_sigma, and with the step
-sizes given (default: the run's own ALS and CAS step sizes). Writes the PNG and a CSV (run, sampler, level, sigma,
+unconditional one reads the noise off x). Each run samples with its own schedule and n_sigma, and with the ALS and
+CAS step sizes given for its label (default: the run's own). Writes the PNG and a CSV (run, sampler, level, sigma,
 std).
 """
 
@@ -62,29 +62,44 @@ def plot(curves, path):
     figure.savefig(path)
 
 
-def parse_run(text):
-    label, separator, workdir = text.partition(":")
-    if not separator or not label or not workdir:
-        raise argparse.ArgumentTypeError(f"give a run as LABEL:WORKDIR, got {text!r}")
-    return label, workdir
+def labelled(text):
+    """LABEL=VALUE as (label, value)."""
+    label, separator, value = text.partition("=")
+    if not separator or not label or not value:
+        raise argparse.ArgumentTypeError(f"give LABEL=VALUE, got {text!r}")
+    return label, value
+
+
+def step_sizes(text):
+    """LABEL=ALS,CAS as (label, {"als": float, "cas": float})."""
+    label, values = labelled(text)
+    try:
+        als, cas = (float(value) for value in values.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give step sizes as LABEL=ALS,CAS, got {text!r}") from None
+    return label, {"als": als, "cas": cas}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=parse_run, action="append", required=True, help="LABEL:WORKDIR, repeatable")
+    parser.add_argument("--run", type=labelled, action="append", required=True, help="LABEL=WORKDIR, repeatable")
+    parser.add_argument("--step_sizes", type=step_sizes, action="append", default=[],
+                        help="LABEL=ALS,CAS: the run's ALS and CAS step sizes (default: its own)")
     parser.add_argument("--output", required=True, help="the PNG; the CSV goes beside it")
     parser.add_argument("--num_samples", type=int, default=200)
-    parser.add_argument("--als_step_size", type=float, help="default: each run's own")
-    parser.add_argument("--cas_step_size", type=float, help="default: each run's own")
     args = parser.parse_args(argv)
     if args.num_samples < 2:
         parser.error("--num_samples must be at least 2")
+    chosen = dict(args.step_sizes)
+    orphans = sorted(set(chosen) - {label for label, _ in args.run})
+    if orphans:
+        parser.error(f"--step_sizes for labels without a --run: {orphans}")
     curves = []
     try:
         for label, workdir in args.run:
             run = run_loading.load_run(workdir, log=lambda line: print(line, file=sys.stderr))
             for sampler in ("als", "cas"):
-                step_size = getattr(args, f"{sampler}_step_size")
+                step_size = chosen.get(label, {}).get(sampler)
                 levels, stds = noise_std_along_sampling(run, sampler, step_size, args.num_samples)
                 curves.append((label, sampler, levels, stds))
                 print(f"{label} {sampler}: std / sigma at the first, middle and last level "
