@@ -88,6 +88,7 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="the PNG; the CSV goes beside it")
     parser.add_argument("--num_samples", type=int, default=200)
     args = parser.parse_args(argv)
+    tf.get_logger().setLevel("ERROR")  # one sampler per run and sampler: TensorFlow's retracing notice is expected
     if args.num_samples < 2:
         parser.error("--num_samples must be at least 2")
     chosen = dict(args.step_sizes)
