@@ -39,7 +39,9 @@ def define_sampler_flags():
 
 def define_precision_flag():
     """--precision of the commands that run a trained network (asm-sample, asm-export, asm-eval)."""
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+    from asm_tf.training.precision import PRECISIONS  # as define_sampler_flags: only these commands import it
+
+    flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
                       "The network's arithmetic: float32 (the default: the same images on every machine) or "
                       "mixed_bfloat16 (its layers in bfloat16 from the same float32 weights; native on CPUs with "
                       "AVX512-BF16 or AMX-BF16 and GPUs of compute capability 8.0+, emulated and slower elsewhere). "
