@@ -23,8 +23,8 @@ flags.DEFINE_string(
     "step_size", None,
     "Step size epsilon of ALS and CAS (default: the run's for --sampler, SamplerSettings.cas_step_size or "
     "als_step_size when it is not the run's sampler, else the run's step size as is, said in a log line), or "
-    "'auto': that step size carried over to "
-    "--n_sigma and --num_steps with asm_tf.noise_levels.schedule.extrapolate_step_size, steps per trained interval standing in for "
+    "'auto': that step size carried over to --n_sigma and --num_steps with "
+    "asm_tf.noise_levels.schedule.extrapolate_step_size, steps per trained interval standing in for "
     "n_sigma (ALS keeps eta * n_sigma, CAS (1 - eta)^n_sigma, with eta = eps / sigma^2 of each setting's own last "
     "level; the CAS rule is a reconstruction of the paper's Appendix B that has not been checked against its text).")
 flags.DEFINE_string("seeds", "0-63", "Seeds, one image each: a range 0-4999, a list 1,5,9, or both.")
